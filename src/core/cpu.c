@@ -1,0 +1,77 @@
+/* cpu.c - CPU feature detection at run time (cpuid + xgetbv), limited by KILN_ISA. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static uint64_t detect(void)
+{
+    unsigned a, b, c, d;
+    uint64_t f = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    bool osxsave = (c >> 27) & 1;
+    if ((c >> 20) & 1) f |= KILN_CPU_SSE42;
+    uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+    bool ymm = (xcr0 & 6) == 6, zmm = (xcr0 & 0xe6) == 0xe6;
+    if (ymm && ((c >> 12) & 1)) f |= KILN_CPU_FMA;
+    if (ymm && ((c >> 29) & 1)) f |= KILN_CPU_F16C;
+    if (__get_cpuid_max(0, NULL) < 7) return f;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (ymm && ((b >> 5) & 1)) f |= KILN_CPU_AVX2;
+    if (zmm && ((b >> 16) & 1)) f |= KILN_CPU_AVX512F;
+    if (zmm && ((b >> 30) & 1)) f |= KILN_CPU_AVX512BW;
+    if (zmm && ((b >> 31) & 1)) f |= KILN_CPU_AVX512VL;
+    if (zmm && ((c >> 11) & 1)) f |= KILN_CPU_AVX512VNNI;
+    __cpuid_count(7, 1, a, b, c, d);
+    if (zmm && ((a >> 5) & 1)) f |= KILN_CPU_AVX512BF16;
+    return f;
+}
+#else
+static uint64_t detect(void) { return 0; }
+#endif
+
+uint64_t kiln_cpu_features(void)
+{
+    uint64_t f = detect();
+    const char *isa = getenv("KILN_ISA");
+    if (isa && *isa) {
+        if (strcmp(isa, "portable") == 0)
+            f = 0;
+        else if (strcmp(isa, "avx2") == 0)
+            f &= KILN_CPU_SSE42 | KILN_CPU_AVX2 | KILN_CPU_FMA | KILN_CPU_F16C;
+    }
+    return f;
+}
+
+void kiln_cpu_features_str(uint64_t f, char *buf, size_t n)
+{
+    static const char *names[] = {"sse4.2", "avx2", "fma", "avx512f", "avx512bw",
+                                  "avx512vl", "avx512vnni", "avx512bf16", "f16c"};
+    size_t off = 0;
+    buf[0] = 0;
+    for (unsigned i = 0; i < sizeof names / sizeof *names; i++) {
+        if (!(f & (1ull << i))) continue;
+        int w = snprintf(buf + off, n - off, off ? " %s" : "%s", names[i]);
+        if (w < 0 || (size_t)w >= n - off) break;
+        off += (size_t)w;
+    }
+    if (!off) snprintf(buf, n, "none");
+}
+
+int32_t kiln_cpu_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int32_t)n : 1;
+}

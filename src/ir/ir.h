@@ -1,0 +1,199 @@
+/* ir.h - kiln's graph: values (tensors) and nodes (op applications), the op schema
+ * table (arity, attributes with defaults, shape inference, reference evaluation), the
+ * verifier and topological order. */
+#ifndef KILN_IR_H
+#define KILN_IR_H
+
+#include "core/core.h"
+
+/* ---- tensors as kernels see them ---- */
+
+/* A dense row-major tensor view. An absent optional input has dtype UNDEFINED and
+ * data NULL. */
+typedef struct ir_tensor {
+    kiln_dtype dtype;
+    kiln_dims shape;
+    void *data;
+} ir_tensor;
+
+static inline int64_t ir_tensor_count(const ir_tensor *t) { return kiln_dims_count(&t->shape); }
+static inline bool ir_tensor_present(const ir_tensor *t) { return t->dtype != KILN_DTYPE_UNDEFINED; }
+
+/* ---- graph ---- */
+
+typedef enum ir_value_kind {
+    IR_VALUE_ACTIVATION = 0, /* produced by a node */
+    IR_VALUE_INPUT = 1,      /* a network input */
+    IR_VALUE_CONSTANT = 2    /* weights or a folded value; data holds it */
+} ir_value_kind;
+
+typedef struct ir_value {
+    const char *name;
+    ir_value_kind kind;
+    kiln_dtype dtype; /* UNDEFINED until inferred */
+    kiln_dims shape;
+    bool shape_known;
+    const void *data; /* constants: nbytes of dense data, not owned by the value */
+    size_t nbytes;
+    int32_t producer; /* node index, -1 for inputs and constants */
+    bool is_output;
+} ir_value;
+
+struct ir_op;
+
+typedef struct ir_node {
+    const char *name;
+    const struct ir_op *op;
+    int32_t n_in, n_out;
+    int32_t *in;  /* value ids; -1 for an absent optional input */
+    int32_t *out; /* value ids */
+    int32_t n_attrs;
+    kiln_attr *attrs; /* every scalar attribute of the schema is present (defaults filled) */
+    bool dead;        /* removed by a pass; skipped everywhere, dropped by ir_graph_compact */
+} ir_node;
+
+typedef struct ir_graph {
+    kiln_arena arena; /* names, attributes, arrays of nodes, owned constant data */
+    ir_value *values;
+    int32_t n_values, cap_values;
+    ir_node *nodes;
+    int32_t n_nodes, cap_nodes;
+    int32_t *inputs; /* value ids of network inputs, in declaration order */
+    int32_t n_inputs, cap_inputs;
+    int32_t *outputs; /* value ids of network outputs, in marking order */
+    int32_t n_outputs, cap_outputs;
+    kiln_strmap value_by_name;
+    kiln_strmap node_by_name;
+    int32_t auto_names; /* counter for generated names */
+} ir_graph;
+
+void ir_graph_init(ir_graph *g);
+void ir_graph_free(ir_graph *g);
+/* Deep copy of structure; constant data pointers are shared with `src`. */
+kiln_status ir_graph_clone(const ir_graph *src, ir_graph *dst);
+
+/* Value id by name, -1 if none. */
+int32_t ir_graph_find_value(const ir_graph *g, const char *name);
+/* Adds a value (name must be new). */
+kiln_status ir_graph_add_value(ir_graph *g, const char *name, ir_value_kind kind,
+                               int32_t *id);
+kiln_status ir_graph_add_input(ir_graph *g, const char *name, kiln_dtype dtype,
+                               const kiln_dims *shape);
+/* `copy`: duplicate data into the graph's arena; otherwise the caller keeps it alive. */
+kiln_status ir_graph_add_constant(ir_graph *g, const char *name, kiln_dtype dtype,
+                                  const kiln_dims *shape, const void *data, size_t nbytes,
+                                  bool copy, int32_t *id);
+/* Adds a node; checks the op exists, arity, and attribute names and types against the
+ * schema, fills attribute defaults. Output names must be new values. */
+kiln_status ir_graph_add_node(ir_graph *g, const char *op, const char *name,
+                              const char *const *inputs, int32_t n_in,
+                              const char *const *outputs, int32_t n_out,
+                              const kiln_attr *attrs, int32_t n_attrs, int32_t *id);
+kiln_status ir_graph_mark_output(ir_graph *g, const char *name);
+
+/* Checks the graph is well formed: every input of a node is a known value produced
+ * before or by no node, no value has two producers, no cycles, outputs exist.
+ * The message names the node at fault. */
+kiln_status ir_graph_verify(const ir_graph *g);
+/* Node ids in an order where producers come first (stable: keeps insertion order
+ * where possible). `order` has room for n_nodes; returns the count of live nodes. */
+kiln_status ir_graph_topo_order(const ir_graph *g, int32_t *order, int32_t *count);
+
+/* Sets this thread's error with the node's name and op in front:
+ * "node 'conv_3' (Conv): kernel shape 3x3 needs 4-D weights, got 2-D". */
+kiln_status ir_node_error(const ir_node *n, kiln_status st, const char *fmt, ...)
+    KILN_PRINTF(3, 4);
+
+/* ---- attributes ---- */
+
+const kiln_attr *ir_attr_find(const ir_node *n, const char *name);
+int64_t ir_attr_int(const ir_node *n, const char *name);     /* 0 if absent */
+float ir_attr_float(const ir_node *n, const char *name);     /* 0 if absent */
+const char *ir_attr_string(const ir_node *n, const char *name); /* "" if absent */
+/* NULL (and *count 0) if absent. */
+const int64_t *ir_attr_ints(const ir_node *n, const char *name, int32_t *count);
+const float *ir_attr_floats(const ir_node *n, const char *name, int32_t *count);
+
+/* ---- op schema ---- */
+
+/* Shape inference: fills out[i].dtype and out[i].shape from the inputs. An input's
+ * data is non-NULL when its value is known at build time (a constant); ops whose
+ * output shape depends on an input's values (Reshape, Slice, ...) need that and fail
+ * with a clear message otherwise. */
+typedef struct ir_infer {
+    const ir_node *node;
+    int32_t n_in, n_out;
+    const ir_tensor *in;
+    ir_tensor *out;
+} ir_infer;
+
+typedef kiln_status (*ir_infer_fn)(ir_infer *c);
+/* Reference evaluation: outputs are allocated by the caller with the inferred dtypes
+ * and shapes; the function fills out[i].data. No allocation unless unavoidable. */
+typedef kiln_status (*ir_eval_fn)(const ir_node *n, const ir_tensor *in, int32_t n_in,
+                                  ir_tensor *out, int32_t n_out);
+
+typedef struct ir_attr_def {
+    const char *name;
+    kiln_attr_type type;
+    bool required;
+    int64_t i;       /* default of an INT */
+    float f;         /* default of a FLOAT */
+    const char *s;   /* default of a STRING */
+} ir_attr_def;
+
+enum {
+    /* The outputs depend only on input shapes, not values (Shape): foldable at build
+     * time whenever the input shapes are known. */
+    IR_OP_SHAPE_ONLY = 1u << 0,
+    /* Output 0 may share memory with input 0 (same bytes: Reshape, Flatten, ...). */
+    IR_OP_ALIAS = 1u << 1
+};
+
+typedef struct ir_op {
+    const char *name;
+    int8_t min_in, max_in, min_out, max_out;
+    const ir_attr_def *attrs;
+    int32_t n_attrs;
+    ir_infer_fn infer;
+    ir_eval_fn eval;
+    uint32_t flags;
+} ir_op;
+
+/* The op by (ONNX) name, NULL if kiln has none. */
+const ir_op *ir_op_find(const char *name);
+/* All ops, for docs and tools: the i-th op, NULL past the end. */
+const ir_op *ir_op_at(int32_t i);
+
+/* Each op file defines one group: `const ir_op ir_ops_<group>[]` and its count. */
+#define IR_OP_GROUP(group)                   \
+    extern const ir_op ir_ops_##group[];     \
+    extern const int32_t ir_ops_##group##_count;
+
+IR_OP_GROUP(elementwise)
+IR_OP_GROUP(nn)
+IR_OP_GROUP(linalg)
+IR_OP_GROUP(shape)
+
+/* ---- helpers shared by op files ---- */
+
+/* numpy broadcasting of two shapes; false if they do not broadcast. */
+bool ir_broadcast(const kiln_dims *a, const kiln_dims *b, kiln_dims *out);
+/* Offset into a tensor of shape `in` (right-aligned against `out`, broadcast dims
+ * repeat) for each linear index of `out`: fills `strides` with per-dim strides of
+ * `in` as seen from `out` (0 where broadcast). `strides` has out->rank entries. */
+void ir_broadcast_strides(const kiln_dims *in, const kiln_dims *out, int64_t *strides);
+/* Normalizes a possibly negative axis into [0, rank); false if out of range. */
+bool ir_axis(int64_t axis, int32_t rank, int32_t *out);
+/* Reads an integer tensor (i64 or i32) as int64 values; false if the dtype is not an
+ * integer type or the count exceeds `max`. */
+bool ir_tensor_ints(const ir_tensor *t, int64_t *out, int64_t max, int64_t *count);
+/* A float from element i of an f32/i64/i32/bool/u8/i8 tensor. */
+double ir_tensor_get(const ir_tensor *t, int64_t i);
+/* Stores v into element i, converting to the tensor's dtype. */
+void ir_tensor_set(ir_tensor *t, int64_t i, double v);
+
+/* Infer helpers: copy input 0's dtype and shape to output 0 (elementwise unary ops). */
+kiln_status ir_infer_same_as_input(ir_infer *c);
+
+#endif /* KILN_IR_H */

@@ -1,0 +1,5 @@
+/* nn.c - (being written) */
+#include "ir/ir.h"
+
+const ir_op ir_ops_nn[1] = {{0}};
+const int32_t ir_ops_nn_count = 0;

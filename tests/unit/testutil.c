@@ -1,0 +1,152 @@
+/* testutil.c - see testutil.h. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+uint64_t tu_next(tu_rng *r)
+{
+    uint64_t x = r->s ? r->s : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+float tu_uniform(tu_rng *r, float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((tu_next(r) >> 40) * (1.0 / 16777216.0));
+}
+
+int64_t tu_int(tu_rng *r, int64_t lo, int64_t hi)
+{
+    return lo + (int64_t)(tu_next(r) % (uint64_t)(hi - lo + 1));
+}
+
+void tu_fill(tu_rng *r, float *p, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++) p[i] = tu_uniform(r, lo, hi);
+}
+
+double tu_rel_l2(const float *a, const float *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * (double)b[i];
+    }
+    if (den < 1e-30) return sqrt(num);
+    return sqrt(num / den);
+}
+
+double tu_max_abs(const float *a, const float *b, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || isnan(d)) m = d;
+    }
+    return m;
+}
+
+void tu_assert_close_(const float *got, const float *want, int64_t n, double tol,
+                      const char *file, int line)
+{
+    double e = tu_rel_l2(got, want, n);
+    if (e <= tol && !isnan(e)) return;
+    print_error("%s:%d: relative L2 error %.3g > %.3g over %lld elements\n", file, line, e,
+                tol, (long long)n);
+    int shown = 0;
+    for (int64_t i = 0; i < n && shown < 8; i++)
+        if (fabsf(got[i] - want[i]) > 1e-5f * (1 + fabsf(want[i])) || isnan(got[i])) {
+            print_error("  [%lld] got %.8g want %.8g\n", (long long)i, got[i], want[i]);
+            shown++;
+        }
+    _fail(file, line);
+}
+
+ir_tensor tu_tensor(kiln_dtype dtype, int32_t rank, const int64_t *dims, const void *data)
+{
+    ir_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = dtype;
+    t.shape = kiln_dims_make(rank, dims);
+    size_t n = (size_t)kiln_dims_count(&t.shape) * kiln_dtype_size(dtype);
+    t.data = calloc(1, n ? n : 1);
+    if (data && n) memcpy(t.data, data, n);
+    return t;
+}
+
+ir_tensor tu_tensor_f32(int32_t rank, const int64_t *dims, const float *data)
+{
+    return tu_tensor(KILN_DTYPE_F32, rank, dims, data);
+}
+
+ir_tensor tu_tensor_i64(int32_t rank, const int64_t *dims, const int64_t *data)
+{
+    return tu_tensor(KILN_DTYPE_I64, rank, dims, data);
+}
+
+ir_tensor tu_absent(void)
+{
+    ir_tensor t;
+    memset(&t, 0, sizeof t);
+    return t;
+}
+
+void tu_tensor_free(ir_tensor *t)
+{
+    free(t->data);
+    t->data = NULL;
+}
+
+kiln_status tu_run_op(const char *op, const kiln_attr *attrs, int32_t n_attrs,
+                      const ir_tensor *in, int32_t n_in, ir_tensor *out, int32_t n_out)
+{
+    ir_graph g;
+    ir_graph_init(&g);
+    kiln_status st = KILN_OK;
+    char names[16][16];
+    const char *inames[16], *onames[16];
+    for (int32_t i = 0; i < n_out; i++) memset(&out[i], 0, sizeof out[i]);
+    for (int32_t i = 0; i < n_in; i++) {
+        if (!ir_tensor_present(&in[i])) {
+            inames[i] = "";
+            continue;
+        }
+        snprintf(names[i], sizeof names[i], "in%d", i);
+        inames[i] = names[i];
+        size_t nb = (size_t)ir_tensor_count(&in[i]) * kiln_dtype_size(in[i].dtype);
+        st = ir_graph_add_constant(&g, names[i], in[i].dtype, &in[i].shape, in[i].data, nb,
+                                   false, NULL);
+        if (st) goto done;
+    }
+    char onames_buf[16][16];
+    for (int32_t i = 0; i < n_out; i++) {
+        snprintf(onames_buf[i], sizeof onames_buf[i], "out%d", i);
+        onames[i] = onames_buf[i];
+    }
+    int32_t nid;
+    st = ir_graph_add_node(&g, op, "node", inames, n_in, onames, n_out, attrs, n_attrs, &nid);
+    if (st) goto done;
+    const ir_node *node = &g.nodes[nid];
+    ir_infer c = {.node = node, .n_in = n_in, .n_out = n_out, .in = in, .out = out};
+    st = node->op->infer(&c);
+    if (st) goto done;
+    for (int32_t i = 0; i < n_out; i++) {
+        int64_t n;
+        if (!kiln_dims_numel(&out[i].shape, &n) || kiln_dtype_size(out[i].dtype) == 0) {
+            st = kiln_error(KILN_ERR_INTERNAL, "output %d: bad inferred shape or dtype", i);
+            goto done;
+        }
+        out[i].data = calloc(1, (size_t)n * kiln_dtype_size(out[i].dtype) + 1);
+    }
+    st = node->op->eval(node, in, n_in, out, n_out);
+done:
+    ir_graph_free(&g);
+    return st;
+}
