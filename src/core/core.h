@@ -45,6 +45,8 @@ kiln_status kiln_error_prefix(kiln_status status, const char *fmt, ...) KILN_PRI
 
 void kiln_log(kiln_log_level level, const char *fmt, ...) KILN_PRINTF(2, 3);
 bool kiln_log_enabled(kiln_log_level level);
+/* Limits this thread's messages to `cap` and returns the previous limit. */
+kiln_log_level kiln_log_set_cap(kiln_log_level cap);
 
 /* ---- allocation ---- */
 

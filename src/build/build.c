@@ -1,0 +1,222 @@
+/* build.c - kiln_build: network + config -> engine. Steps: copy the graph, fix input
+ * shapes, verify, infer shapes (folding what is known), run the pass pipeline, choose a
+ * kernel per layer, plan activation memory, write the plan and load it as the engine
+ * (so a built engine and a loaded plan are the same thing). */
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/backend.h"
+#include "build/build.h"
+#include "build/config.h"
+#include "ir/network.h"
+#include "opt/opt.h"
+#include "runtime/engine.h"
+
+static bool pass_disabled(const char *name, const void *user)
+{
+    return config_pass_disabled((const kiln_config *)user, name);
+}
+
+/* Resolves dynamic input dimensions from the config and checks given shapes fit. */
+static kiln_status apply_input_shapes(ir_graph *g, const kiln_config *cfg)
+{
+    for (int32_t i = 0; i < cfg->n_shapes; i++) {
+        int32_t v = ir_graph_find_value(g, cfg->shapes[i].input);
+        if (v < 0 || g->values[v].kind != IR_VALUE_INPUT)
+            return kiln_error(KILN_ERR_NOT_FOUND, "config gives a shape for '%s', which is not a network input",
+                              cfg->shapes[i].input);
+    }
+    for (int32_t i = 0; i < g->n_inputs; i++) {
+        ir_value *v = &g->values[g->inputs[i]];
+        const kiln_dims *given = config_input_shape(cfg, v->name);
+        char a[KILN_DIMS_STR_MAX], b[KILN_DIMS_STR_MAX];
+        if (given) {
+            bool fits = given->rank == v->shape.rank;
+            for (int32_t k = 0; fits && k < given->rank; k++)
+                fits = v->shape.d[k] == -1 || v->shape.d[k] == given->d[k];
+            if (!fits)
+                return kiln_error(KILN_ERR_SHAPE, "input '%s' is declared %s; the shape %s given for it does not fit",
+                                  v->name, kiln_dims_str(&v->shape, a, sizeof a), kiln_dims_str(given, b, sizeof b));
+            v->shape = *given;
+            v->shape_known = true;
+        }
+        for (int32_t k = 0; k < v->shape.rank; k++)
+            if (v->shape.d[k] < 0)
+                return kiln_error(KILN_ERR_SHAPE,
+                                  "input '%s' has a dynamic dimension %d (shape %s): give its shape "
+                                  "(kiln_config_set_input_shape, or --shapes %s:...)",
+                                  v->name, k, kiln_dims_str(&v->shape, a, sizeof a), v->name);
+        int64_t n;
+        if (!kiln_dims_numel(&v->shape, &n))
+            return kiln_error(KILN_ERR_SHAPE, "input '%s' is too large", v->name);
+    }
+    return KILN_OK;
+}
+
+/* Fills the plan description from the optimized graph. Arrays live in `a`. */
+static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const int32_t *order,
+                            int32_t n_order, const uint64_t *offsets, kiln_arena *a, plan_desc *d)
+{
+    int32_t *tid = kiln_arena_alloc(a, sizeof(int32_t) * (size_t)(g->n_values + 1));
+    if (!tid) return KILN_ERR_OUT_OF_MEMORY;
+    for (int32_t v = 0; v < g->n_values; v++) tid[v] = -1;
+    /* Tensors: every value a live layer touches, and every network input and output. */
+    unsigned char *used = kiln_arena_alloc(a, (size_t)g->n_values + 1);
+    if (!used) return KILN_ERR_OUT_OF_MEMORY;
+    for (int32_t s = 0; s < n_order; s++) {
+        const ir_node *n = &g->nodes[order[s]];
+        for (int32_t k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0) used[n->in[k]] = 1;
+        for (int32_t k = 0; k < n->n_out; k++) used[n->out[k]] = 1;
+    }
+    for (int32_t i = 0; i < g->n_inputs; i++) used[g->inputs[i]] = 1;
+    for (int32_t i = 0; i < g->n_outputs; i++) used[g->outputs[i]] = 1;
+    int32_t nt = 0;
+    for (int32_t v = 0; v < g->n_values; v++)
+        if (used[v]) tid[v] = nt++;
+    d->n_tensors = nt;
+    d->tensors = kiln_arena_alloc(a, sizeof(plan_tensor) * (size_t)(nt + 1));
+    if (!d->tensors) return KILN_ERR_OUT_OF_MEMORY;
+    uint64_t woff = 0;
+    for (int32_t v = 0; v < g->n_values; v++) {
+        if (tid[v] < 0) continue;
+        const ir_value *val = &g->values[v];
+        plan_tensor *t = &d->tensors[tid[v]];
+        t->name = val->name;
+        t->dtype = val->dtype;
+        t->shape = val->shape;
+        t->nbytes = build_value_bytes(val);
+        if (val->kind == IR_VALUE_INPUT) t->flags |= PLAN_T_INPUT;
+        if (val->is_output) t->flags |= PLAN_T_OUTPUT;
+        if (val->kind == IR_VALUE_CONSTANT) {
+            t->flags |= PLAN_T_CONSTANT;
+            t->data = val->data;
+            t->offset = woff;
+            woff = (woff + t->nbytes + PLAN_ALIGN - 1) & ~(uint64_t)(PLAN_ALIGN - 1);
+        } else if (!t->flags) {
+            t->offset = offsets[v];
+            if (t->offset == UINT64_MAX)
+                return kiln_error(KILN_ERR_INTERNAL, "activation '%s' got no arena offset", val->name);
+        }
+    }
+    /* Layers in execution order, with kernels chosen by the backend. */
+    d->n_layers = n_order;
+    d->layers = kiln_arena_alloc(a, sizeof(plan_layer) * (size_t)(n_order + 1));
+    if (!d->layers) return KILN_ERR_OUT_OF_MEMORY;
+    const kiln_backend *be = backend_cpu();
+    for (int32_t s = 0; s < n_order; s++) {
+        const ir_node *n = &g->nodes[order[s]];
+        plan_layer *l = &d->layers[s];
+        l->node = *n;
+        l->node.in = kiln_arena_alloc(a, sizeof(int32_t) * (size_t)(n->n_in + 1));
+        l->node.out = kiln_arena_alloc(a, sizeof(int32_t) * (size_t)(n->n_out + 1));
+        ir_tensor *tin = kiln_arena_alloc(a, sizeof(ir_tensor) * (size_t)(n->n_in + 1));
+        ir_tensor *tout = kiln_arena_alloc(a, sizeof(ir_tensor) * (size_t)(n->n_out + 1));
+        if (!l->node.in || !l->node.out || !tin || !tout) return KILN_ERR_OUT_OF_MEMORY;
+        for (int32_t k = 0; k < n->n_in; k++) {
+            l->node.in[k] = n->in[k] < 0 ? -1 : tid[n->in[k]];
+            if (n->in[k] < 0) continue;
+            const ir_value *v = &g->values[n->in[k]];
+            tin[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data};
+        }
+        for (int32_t k = 0; k < n->n_out; k++) {
+            const ir_value *v = &g->values[n->out[k]];
+            l->node.out[k] = tid[n->out[k]];
+            tout[k] = (ir_tensor){v->dtype, v->shape, NULL};
+        }
+        const backend_kernel *cands[16];
+        int32_t nc = be->candidates(n, tin, n->n_in, tout, n->n_out, cands, 16);
+        if (nc == 0)
+            return ir_node_error(n, KILN_ERR_UNSUPPORTED, "no %s kernel runs this layer", be->name);
+        /* Tactic timing arrives with the fast kernels; until then the first candidate. */
+        l->k = cands[0];
+        l->kernel = cands[0]->name;
+        d->features |= cands[0]->features;
+    }
+    d->n_inputs = g->n_inputs;
+    d->n_outputs = g->n_outputs;
+    d->inputs = kiln_arena_alloc(a, sizeof(int32_t) * (size_t)(g->n_inputs + 1));
+    d->outputs = kiln_arena_alloc(a, sizeof(int32_t) * (size_t)(g->n_outputs + 1));
+    if (!d->inputs || !d->outputs) return KILN_ERR_OUT_OF_MEMORY;
+    for (int32_t i = 0; i < g->n_inputs; i++) d->inputs[i] = tid[g->inputs[i]];
+    for (int32_t i = 0; i < g->n_outputs; i++) d->outputs[i] = tid[g->outputs[i]];
+    d->device = cfg->device;
+    d->threads = cfg->threads;
+    d->precisions = cfg->precisions;
+    return KILN_OK;
+}
+
+kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_engine **out)
+{
+    if (!net || !out) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_build: network or out is NULL");
+    *out = NULL;
+    kiln_config defaults;
+    const kiln_config *cfg = cfg_in;
+    if (!cfg) {
+        config_defaults(&defaults);
+        cfg = &defaults;
+    }
+    kiln_log_level old_cap = kiln_log_set_cap(cfg->log_level);
+    kiln_status st = KILN_OK;
+    ir_graph g;
+    kiln_arena a;
+    kiln_buf buf;
+    memset(&buf, 0, sizeof buf);
+    kiln_arena_init(&a);
+    int32_t *order = NULL, n_order = 0, folded = 0;
+    uint64_t *offsets = NULL;
+    plan_desc d;
+    memset(&d, 0, sizeof d);
+
+    st = ir_graph_clone(&net->g, &g);
+    if (st) {
+        kiln_log_set_cap(old_cap);
+        return st;
+    }
+    int32_t layers_in = g.n_nodes;
+    KILN_CHECK(ir_graph_verify(&g));
+    KILN_CHECK(apply_input_shapes(&g, cfg));
+    KILN_CHECK(build_infer(&g, &folded));
+    if (folded) kiln_log(KILN_LOG_INFO, "folded %d layer%s into constants at build time", folded, folded == 1 ? "" : "s");
+    KILN_CHECK(opt_run_pipeline(&g, pass_disabled, cfg));
+
+    KILN_CHECK(kiln_alloc_checked((void **)&order, (size_t)g.n_nodes + 1, sizeof *order, "build"));
+    KILN_CHECK(kiln_alloc_checked((void **)&offsets, (size_t)g.n_values + 1, sizeof *offsets, "build"));
+    KILN_CHECK(ir_graph_topo_order(&g, order, &n_order));
+    KILN_CHECK(build_memplan(&g, order, n_order, offsets, &d.arena_bytes, &d.activation_bytes));
+    KILN_CHECK(describe(&g, cfg, order, n_order, offsets, &a, &d));
+
+    char info[256];
+    snprintf(info, sizeof info, "kiln=%s\nnetwork_layers=%d\nengine_layers=%d\nfolded=%d\n",
+             kiln_version(), layers_in, n_order, folded);
+    d.build_info = info;
+    KILN_CHECK(plan_write(&d, &buf));
+
+    kiln_log(KILN_LOG_INFO, "engine: %d layers (network had %d); arena %llu bytes for %llu bytes of activations (%.1f%%)",
+             n_order, layers_in, (unsigned long long)d.arena_bytes, (unsigned long long)d.activation_bytes,
+             d.activation_bytes ? 100.0 * (double)d.arena_bytes / (double)d.activation_bytes : 100.0);
+    for (int32_t s = 0; s < n_order && kiln_log_enabled(KILN_LOG_VERBOSE); s++) {
+        const plan_layer *l = &d.layers[s];
+        char sh[KILN_DIMS_STR_MAX];
+        const plan_tensor *o = &d.tensors[l->node.out[0]];
+        kiln_log(KILN_LOG_VERBOSE, "layer %d '%s' (%s): kernel %s, fp32, output %s %s", s,
+                 l->node.name, l->node.op->name, l->kernel, o->name, kiln_dims_str(&o->shape, sh, sizeof sh));
+    }
+
+    void *mem = kiln_aligned_alloc(buf.len, PLAN_ALIGN);
+    if (!mem) {
+        st = kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory holding a %zu-byte plan", buf.len);
+        goto fail;
+    }
+    memcpy(mem, buf.data, buf.len);
+    st = engine_from_plan(mem, buf.len, false, out);
+    if (st) kiln_error_prefix(KILN_ERR_INTERNAL, "the plan just built does not load: ");
+fail:
+    kiln_log_set_cap(old_cap);
+    kiln_free(order);
+    kiln_free(offsets);
+    kiln_buf_free(&buf);
+    kiln_arena_free(&a);
+    ir_graph_free(&g);
+    return st;
+}

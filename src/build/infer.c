@@ -1,0 +1,95 @@
+/* infer.c - static shape inference over the graph, folding layers whose inputs are known
+ * at build time (shape arithmetic such as Shape -> Gather -> Concat -> Reshape). */
+#include <string.h>
+
+#include "build/build.h"
+
+uint64_t build_value_bytes(const ir_value *v)
+{
+    return (uint64_t)kiln_dims_count(&v->shape) * kiln_dtype_size(v->dtype);
+}
+
+static kiln_status fold(ir_graph *g, ir_node *n, const ir_tensor *in, ir_tensor *out)
+{
+    for (int32_t k = 0; k < n->n_out; k++) {
+        ir_value *v = &g->values[n->out[k]];
+        size_t bytes = (size_t)build_value_bytes(v);
+        out[k].data = kiln_arena_alloc(&g->arena, bytes ? bytes : 1);
+        if (!out[k].data) return KILN_ERR_OUT_OF_MEMORY;
+    }
+    kiln_status st = n->op->eval(n, in, n->n_in, out, n->n_out);
+    if (st) return kiln_error_prefix(st, "while folding at build time: ");
+    for (int32_t k = 0; k < n->n_out; k++) {
+        ir_value *v = &g->values[n->out[k]];
+        v->kind = IR_VALUE_CONSTANT;
+        v->data = out[k].data;
+        v->nbytes = (size_t)build_value_bytes(v);
+    }
+    n->dead = true;
+    kiln_log(KILN_LOG_VERBOSE, "folded layer '%s' (%s) into a constant", n->name, n->op->name);
+    return KILN_OK;
+}
+
+kiln_status build_infer(ir_graph *g, int32_t *folded)
+{
+    kiln_status st = KILN_OK;
+    int32_t *order = NULL, count = 0;
+    ir_tensor *in = NULL, *out = NULL;
+    int32_t max_in = 1, max_out = 1;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].n_in > max_in) max_in = g->nodes[i].n_in;
+        if (g->nodes[i].n_out > max_out) max_out = g->nodes[i].n_out;
+    }
+    KILN_CHECK(kiln_alloc_checked((void **)&order, (size_t)g->n_nodes + 1, sizeof *order, "inference"));
+    KILN_CHECK(kiln_alloc_checked((void **)&in, (size_t)max_in, sizeof *in, "inference"));
+    KILN_CHECK(kiln_alloc_checked((void **)&out, (size_t)max_out, sizeof *out, "inference"));
+    KILN_CHECK(ir_graph_topo_order(g, order, &count));
+    for (int32_t i = 0; i < count; i++) {
+        ir_node *n = &g->nodes[order[i]];
+        bool all_const = true;
+        for (int32_t k = 0; k < n->n_in; k++) {
+            memset(&in[k], 0, sizeof in[k]);
+            if (n->in[k] < 0) continue;
+            const ir_value *v = &g->values[n->in[k]];
+            if (!v->shape_known || v->dtype == KILN_DTYPE_UNDEFINED) {
+                st = ir_node_error(n, KILN_ERR_INTERNAL, "input '%s' has no inferred shape", v->name);
+                goto fail;
+            }
+            in[k].dtype = v->dtype;
+            in[k].shape = v->shape;
+            in[k].data = (void *)v->data;
+            if (v->kind != IR_VALUE_CONSTANT) all_const = false;
+        }
+        memset(out, 0, sizeof *out * (size_t)n->n_out);
+        ir_infer c = {.node = n, .n_in = n->n_in, .n_out = n->n_out, .in = in, .out = out};
+        KILN_CHECK(n->op->infer(&c));
+        size_t out_bytes = 0;
+        for (int32_t k = 0; k < n->n_out; k++) {
+            ir_value *v = &g->values[n->out[k]];
+            int64_t cnt, bytes;
+            size_t es = kiln_dtype_size(out[k].dtype);
+            if (es == 0 || !kiln_dims_numel(&out[k].shape, &cnt) ||
+                !kiln_mul_ok(cnt, (int64_t)es, &bytes)) {
+                char buf[KILN_DIMS_STR_MAX];
+                st = ir_node_error(n, KILN_ERR_SHAPE, "output '%s' would be %s %s, too large",
+                                   v->name, kiln_dtype_name(out[k].dtype),
+                                   kiln_dims_str(&out[k].shape, buf, sizeof buf));
+                goto fail;
+            }
+            v->dtype = out[k].dtype;
+            v->shape = out[k].shape;
+            v->shape_known = true;
+            out_bytes += (size_t)bytes;
+        }
+        bool shape_only = (n->op->flags & IR_OP_SHAPE_ONLY) != 0;
+        if ((all_const || shape_only) && out_bytes <= BUILD_FOLD_CAP_BYTES) {
+            KILN_CHECK(fold(g, n, in, out));
+            (*folded)++;
+        }
+    }
+fail:
+    kiln_free(order);
+    kiln_free(in);
+    kiln_free(out);
+    return st;
+}
