@@ -1,0 +1,69 @@
+# kiln - the README's commands. `make demo` and `make test` install what they need
+# (Debian packages through apt-get, Python packages into a virtualenv in the build tree).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+VENV       ?= $(BUILD)/venv
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: docs all deps build asan venv test test-unit test-python test-asan demo format format-check install clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j$(JOBS)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer, optimized so whole-network tests stay quick.
+asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+$(VENV)/.installed: tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+test-unit: build
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+test-python: build venv
+	KILN_LIB=$(abspath $(BUILD))/libkiln.so $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
+
+test-asan: asan
+	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
+
+# Every test: unit and CLI tests (Release), the numpy-oracle op tests, then the unit and
+# CLI tests again under ASan+UBSan.
+test: test-unit test-python test-asan
+
+demo: build
+	@echo "== build a LeNet-shaped network into a plan"
+	$(BUILD)/kiln build lenet -o $(BUILD)/lenet.plan
+	@echo "== inspect the plan"
+	$(BUILD)/kiln inspect $(BUILD)/lenet.plan
+	@echo "== benchmark it"
+	$(BUILD)/kiln bench $(BUILD)/lenet.plan --iterations 50
+	@echo "== the C API sample: define, build, save, load, bind by name, run"
+	$(BUILD)/example_mnist_api $(BUILD)/mnist.plan
+
+docs: build
+	$(BUILD)/gen_operators > docs/operators.md
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

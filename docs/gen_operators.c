@@ -1,0 +1,65 @@
+/* gen_operators.c - writes docs/operators.md from the op table (run by `make docs`;
+ * a test fails when the committed file is stale). */
+#include <stdio.h>
+#include <string.h>
+
+#include "ir/ir.h"
+
+static void print_default(const ir_attr_def *a)
+{
+    if (a->required) {
+        printf("required");
+        return;
+    }
+    switch (a->type) {
+    case KILN_ATTR_INT: printf("%lld", (long long)a->i); break;
+    case KILN_ATTR_FLOAT: printf("%g", (double)a->f); break;
+    case KILN_ATTR_STRING: printf("\"%s\"", a->s ? a->s : ""); break;
+    default: printf("unset"); break;
+    }
+}
+
+static const char *type_name(kiln_attr_type t)
+{
+    switch (t) {
+    case KILN_ATTR_INT: return "int";
+    case KILN_ATTR_FLOAT: return "float";
+    case KILN_ATTR_STRING: return "string";
+    case KILN_ATTR_INTS: return "ints";
+    case KILN_ATTR_FLOATS: return "floats";
+    }
+    return "?";
+}
+
+int main(void)
+{
+    const ir_op *op;
+    int n = 0;
+    while (ir_op_at(n)) n++;
+    printf("# Operators\n\n");
+    printf("Generated from the op table by docs/gen_operators.c (`make docs`); do not edit.\n\n");
+    printf("kiln implements %d operators with ONNX semantics, in the form of ONNX's newest\n", n);
+    printf("opset (where newer opsets turned attributes into inputs, kiln takes the inputs).\n");
+    printf("Each has shape inference and a portable reference kernel, tested by\n");
+    printf("tests/unit/test_ops_*.c and against numpy by tests/python.\n\n");
+    printf("| op | inputs | outputs | attributes (default) |\n| --- | --- | --- | --- |\n");
+    for (int i = 0; (op = ir_op_at(i)) != NULL; i++) {
+        printf("| %s | ", op->name);
+        if (op->min_in == op->max_in)
+            printf("%d", op->min_in);
+        else
+            printf("%d–%d", op->min_in, op->max_in);
+        printf(" | ");
+        if (op->min_out == op->max_out)
+            printf("%d", op->min_out);
+        else
+            printf("%d–%d", op->min_out, op->max_out);
+        printf(" | ");
+        for (int32_t k = 0; k < op->n_attrs; k++) {
+            printf("%s%s: %s = ", k ? ", " : "", op->attrs[k].name, type_name(op->attrs[k].type));
+            print_default(&op->attrs[k]);
+        }
+        printf(" |\n");
+    }
+    return 0;
+}
