@@ -6,6 +6,7 @@ ASAN_BUILD ?= build-asan
 VENV       ?= $(BUILD)/venv
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
+MAKEFLAGS  += --no-print-directory
 
 .PHONY: docs all deps build asan venv test test-unit test-python test-asan demo format format-check install clean
 

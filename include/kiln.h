@@ -130,9 +130,9 @@ typedef struct kiln_attr {
 #define KILN_ATTR_I(n, v) ((kiln_attr){.name = (n), .type = KILN_ATTR_INT, .i = (v)})
 #define KILN_ATTR_F(n, v) ((kiln_attr){.name = (n), .type = KILN_ATTR_FLOAT, .f = (v)})
 #define KILN_ATTR_S(n, v) ((kiln_attr){.name = (n), .type = KILN_ATTR_STRING, .s = (v)})
-#define KILN_ATTR_IS(n, p, c) \
+#define KILN_ATTR_IS(n, p, c)                                                                      \
     ((kiln_attr){.name = (n), .type = KILN_ATTR_INTS, .ints = (p), .count = (c)})
-#define KILN_ATTR_FS(n, p, c) \
+#define KILN_ATTR_FS(n, p, c)                                                                      \
     ((kiln_attr){.name = (n), .type = KILN_ATTR_FLOATS, .floats = (p), .count = (c)})
 
 /* ---- network: an editable graph ------------------------------------------------------ */
@@ -146,8 +146,8 @@ KILN_API void kiln_network_destroy(kiln_network *net);
 
 /* Declares a network input tensor. A dimension of -1 is dynamic (resolved by the
  * builder from the config's shapes). */
-KILN_API kiln_status kiln_network_add_input(kiln_network *net, const char *name,
-                                            kiln_dtype dtype, const kiln_dims *shape);
+KILN_API kiln_status kiln_network_add_input(kiln_network *net, const char *name, kiln_dtype dtype,
+                                            const kiln_dims *shape);
 
 /* Adds a constant tensor (weights); `data` is copied, `nbytes` must match the shape. */
 KILN_API kiln_status kiln_network_add_constant(kiln_network *net, const char *name,
@@ -158,11 +158,10 @@ KILN_API kiln_status kiln_network_add_constant(kiln_network *net, const char *na
  * Inputs and outputs are tensor names; an empty input name "" leaves an optional input
  * out. Attributes follow the ONNX operator's definition. The op's arity and attributes
  * are checked here; shapes are checked by the builder. `name` may be NULL (one is made). */
-KILN_API kiln_status kiln_network_add_layer(kiln_network *net, const char *op,
-                                            const char *name, const char *const *inputs,
-                                            int32_t n_inputs, const char *const *outputs,
-                                            int32_t n_outputs, const kiln_attr *attrs,
-                                            int32_t n_attrs);
+KILN_API kiln_status kiln_network_add_layer(kiln_network *net, const char *op, const char *name,
+                                            const char *const *inputs, int32_t n_inputs,
+                                            const char *const *outputs, int32_t n_outputs,
+                                            const kiln_attr *attrs, int32_t n_attrs);
 
 /* Marks a tensor as a network output. */
 KILN_API kiln_status kiln_network_mark_output(kiln_network *net, const char *name);
@@ -209,8 +208,7 @@ typedef struct kiln_engine kiln_engine;
 
 /* Verifies, optimizes and plans `net` for `cfg` (NULL means defaults) and returns an
  * engine. The network is not changed and may be destroyed afterwards. */
-KILN_API kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg,
-                                kiln_engine **out);
+KILN_API kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg, kiln_engine **out);
 
 /* Names of the optimization passes in pipeline order; NULL past the end. */
 KILN_API const char *kiln_pass_name(int32_t index);
@@ -223,13 +221,11 @@ KILN_API void kiln_engine_destroy(kiln_engine *engine);
 /* Writes the plan to `path` (through a temporary file and a rename). */
 KILN_API kiln_status kiln_engine_save(const kiln_engine *engine, const char *path);
 /* Serializes the plan into a new buffer the caller releases with kiln_free. */
-KILN_API kiln_status kiln_engine_serialize(const kiln_engine *engine, void **data,
-                                           size_t *size);
+KILN_API kiln_status kiln_engine_serialize(const kiln_engine *engine, void **data, size_t *size);
 /* Loads and validates a plan file (memory-mapped; weights are not copied). */
 KILN_API kiln_status kiln_engine_load(const char *path, kiln_engine **out);
 /* Loads and validates a plan held in memory (copied; the caller keeps `data`). */
-KILN_API kiln_status kiln_engine_load_memory(const void *data, size_t size,
-                                             kiln_engine **out);
+KILN_API kiln_status kiln_engine_load_memory(const void *data, size_t size, kiln_engine **out);
 
 /* The I/O tensors: inputs first, then outputs, in the network's order. */
 KILN_API int32_t kiln_engine_num_io(const kiln_engine *engine);
@@ -255,10 +251,8 @@ KILN_API int32_t kiln_engine_num_layers(const kiln_engine *engine);
 KILN_API kiln_status kiln_engine_layer_info(const kiln_engine *engine, int32_t index,
                                             kiln_layer_info *info);
 /* Name of input or output `k` of layer `index` ("" for an absent optional input). */
-KILN_API const char *kiln_engine_layer_input(const kiln_engine *engine, int32_t index,
-                                             int32_t k);
-KILN_API const char *kiln_engine_layer_output(const kiln_engine *engine, int32_t index,
-                                              int32_t k);
+KILN_API const char *kiln_engine_layer_input(const kiln_engine *engine, int32_t index, int32_t k);
+KILN_API const char *kiln_engine_layer_output(const kiln_engine *engine, int32_t index, int32_t k);
 /* Bytes of activation memory one context needs, and the sum of all activation sizes
  * (what it would take without reuse). */
 KILN_API size_t kiln_engine_arena_bytes(const kiln_engine *engine);
@@ -267,6 +261,9 @@ KILN_API size_t kiln_engine_activation_bytes(const kiln_engine *engine);
 KILN_API size_t kiln_engine_weight_bytes(const kiln_engine *engine);
 /* Threads contexts of this engine use by default. */
 KILN_API int32_t kiln_engine_threads(const kiln_engine *engine);
+/* The plan's build record, "key=value" lines: the kiln version that built it, the plan
+ * format, layer counts before and after optimization. */
+KILN_API const char *kiln_engine_build_info(const kiln_engine *engine);
 /* Device the plan targets ("cpu"). */
 KILN_API const char *kiln_engine_device(const kiln_engine *engine);
 
@@ -285,8 +282,7 @@ KILN_API kiln_status kiln_context_tensor_shape(const kiln_context *ctx, const ch
                                                kiln_dims *shape);
 /* Binds caller memory to an I/O tensor by name. The buffer holds the tensor densely
  * (row-major) in its dtype and stays owned by the caller. */
-KILN_API kiln_status kiln_context_set_tensor(kiln_context *ctx, const char *name,
-                                             void *data);
+KILN_API kiln_status kiln_context_set_tensor(kiln_context *ctx, const char *name, void *data);
 /* Threads this context uses (0: the engine's setting). */
 KILN_API kiln_status kiln_context_set_threads(kiln_context *ctx, int32_t threads);
 /* Runs the engine once, synchronously, on the bound tensors. */

@@ -23,7 +23,8 @@ static kiln_status apply_input_shapes(ir_graph *g, const kiln_config *cfg)
     for (int32_t i = 0; i < cfg->n_shapes; i++) {
         int32_t v = ir_graph_find_value(g, cfg->shapes[i].input);
         if (v < 0 || g->values[v].kind != IR_VALUE_INPUT)
-            return kiln_error(KILN_ERR_NOT_FOUND, "config gives a shape for '%s', which is not a network input",
+            return kiln_error(KILN_ERR_NOT_FOUND,
+                              "config gives a shape for '%s', which is not a network input",
                               cfg->shapes[i].input);
     }
     for (int32_t i = 0; i < g->n_inputs; i++) {
@@ -35,17 +36,20 @@ static kiln_status apply_input_shapes(ir_graph *g, const kiln_config *cfg)
             for (int32_t k = 0; fits && k < given->rank; k++)
                 fits = v->shape.d[k] == -1 || v->shape.d[k] == given->d[k];
             if (!fits)
-                return kiln_error(KILN_ERR_SHAPE, "input '%s' is declared %s; the shape %s given for it does not fit",
-                                  v->name, kiln_dims_str(&v->shape, a, sizeof a), kiln_dims_str(given, b, sizeof b));
+                return kiln_error(
+                    KILN_ERR_SHAPE,
+                    "input '%s' is declared %s; the shape %s given for it does not fit", v->name,
+                    kiln_dims_str(&v->shape, a, sizeof a), kiln_dims_str(given, b, sizeof b));
             v->shape = *given;
             v->shape_known = true;
         }
         for (int32_t k = 0; k < v->shape.rank; k++)
             if (v->shape.d[k] < 0)
-                return kiln_error(KILN_ERR_SHAPE,
-                                  "input '%s' has a dynamic dimension %d (shape %s): give its shape "
-                                  "(kiln_config_set_input_shape, or --shapes %s:...)",
-                                  v->name, k, kiln_dims_str(&v->shape, a, sizeof a), v->name);
+                return kiln_error(
+                    KILN_ERR_SHAPE,
+                    "input '%s' has a dynamic dimension %d (shape %s): give its shape "
+                    "(kiln_config_set_input_shape, or --shapes %s:...)",
+                    v->name, k, kiln_dims_str(&v->shape, a, sizeof a), v->name);
         int64_t n;
         if (!kiln_dims_numel(&v->shape, &n))
             return kiln_error(KILN_ERR_SHAPE, "input '%s' is too large", v->name);
@@ -96,7 +100,8 @@ static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const int
         } else if (!t->flags) {
             t->offset = offsets[v];
             if (t->offset == UINT64_MAX)
-                return kiln_error(KILN_ERR_INTERNAL, "activation '%s' got no arena offset", val->name);
+                return kiln_error(KILN_ERR_INTERNAL, "activation '%s' got no arena offset",
+                                  val->name);
         }
     }
     /* Layers in execution order, with kernels chosen by the backend. */
@@ -148,7 +153,8 @@ static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const int
 
 kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_engine **out)
 {
-    if (!net || !out) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_build: network or out is NULL");
+    if (!net || !out)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_build: network or out is NULL");
     *out = NULL;
     kiln_config defaults;
     const kiln_config *cfg = cfg_in;
@@ -177,30 +183,39 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
     KILN_CHECK(ir_graph_verify(&g));
     KILN_CHECK(apply_input_shapes(&g, cfg));
     KILN_CHECK(build_infer(&g, &folded));
-    if (folded) kiln_log(KILN_LOG_INFO, "folded %d layer%s into constants at build time", folded, folded == 1 ? "" : "s");
+    if (folded)
+        kiln_log(KILN_LOG_INFO, "folded %d layer%s into constants at build time", folded,
+                 folded == 1 ? "" : "s");
     KILN_CHECK(opt_run_pipeline(&g, pass_disabled, cfg));
 
     KILN_CHECK(kiln_alloc_checked((void **)&order, (size_t)g.n_nodes + 1, sizeof *order, "build"));
-    KILN_CHECK(kiln_alloc_checked((void **)&offsets, (size_t)g.n_values + 1, sizeof *offsets, "build"));
+    KILN_CHECK(
+        kiln_alloc_checked((void **)&offsets, (size_t)g.n_values + 1, sizeof *offsets, "build"));
     KILN_CHECK(ir_graph_topo_order(&g, order, &n_order));
     KILN_CHECK(build_memplan(&g, order, n_order, offsets, &d.arena_bytes, &d.activation_bytes));
     KILN_CHECK(describe(&g, cfg, order, n_order, offsets, &a, &d));
 
     char info[256];
-    snprintf(info, sizeof info, "kiln=%s\nnetwork_layers=%d\nengine_layers=%d\nfolded=%d\n",
-             kiln_version(), layers_in, n_order, folded);
+    snprintf(info, sizeof info,
+             "kiln=%s\nplan_format=%u\nnetwork_layers=%d\nengine_layers=%d\nfolded=%d\n",
+             kiln_version(), PLAN_FORMAT_VERSION, layers_in, n_order, folded);
     d.build_info = info;
     KILN_CHECK(plan_write(&d, &buf));
 
-    kiln_log(KILN_LOG_INFO, "engine: %d layers (network had %d); arena %llu bytes for %llu bytes of activations (%.1f%%)",
-             n_order, layers_in, (unsigned long long)d.arena_bytes, (unsigned long long)d.activation_bytes,
-             d.activation_bytes ? 100.0 * (double)d.arena_bytes / (double)d.activation_bytes : 100.0);
+    kiln_log(KILN_LOG_INFO,
+             "engine: %d layers (network had %d); arena %llu bytes for %llu bytes of activations "
+             "(%.1f%%)",
+             n_order, layers_in, (unsigned long long)d.arena_bytes,
+             (unsigned long long)d.activation_bytes,
+             d.activation_bytes ? 100.0 * (double)d.arena_bytes / (double)d.activation_bytes
+                                : 100.0);
     for (int32_t s = 0; s < n_order && kiln_log_enabled(KILN_LOG_VERBOSE); s++) {
         const plan_layer *l = &d.layers[s];
         char sh[KILN_DIMS_STR_MAX];
         const plan_tensor *o = &d.tensors[l->node.out[0]];
         kiln_log(KILN_LOG_VERBOSE, "layer %d '%s' (%s): kernel %s, fp32, output %s %s", s,
-                 l->node.name, l->node.op->name, l->kernel, o->name, kiln_dims_str(&o->shape, sh, sizeof sh));
+                 l->node.name, l->node.op->name, l->kernel, o->name,
+                 kiln_dims_str(&o->shape, sh, sizeof sh));
     }
 
     void *mem = kiln_aligned_alloc(buf.len, PLAN_ALIGN);

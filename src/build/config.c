@@ -32,9 +32,9 @@ void kiln_config_destroy(kiln_config *c)
     kiln_free(c);
 }
 
-#define NEED_CFG(c)                                                                       \
-    do {                                                                                  \
-        if (!(c)) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "%s: config is NULL", __func__); \
+#define NEED_CFG(c)                                                                                \
+    do {                                                                                           \
+        if (!(c)) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "%s: config is NULL", __func__);    \
     } while (0)
 
 kiln_status kiln_config_set_device(kiln_config *c, const char *device)
@@ -64,8 +64,8 @@ kiln_status kiln_config_set_threads(kiln_config *c, int32_t threads)
 kiln_status kiln_config_set_precisions(kiln_config *c, uint32_t mask)
 {
     NEED_CFG(c);
-    uint32_t known = KILN_PRECISION_FP32 | KILN_PRECISION_FP16 | KILN_PRECISION_BF16 |
-                     KILN_PRECISION_INT8;
+    uint32_t known =
+        KILN_PRECISION_FP32 | KILN_PRECISION_FP16 | KILN_PRECISION_BF16 | KILN_PRECISION_INT8;
     if (mask & ~known)
         return kiln_error(KILN_ERR_INVALID_ARGUMENT, "unknown precision bits 0x%x", mask & ~known);
     c->precisions = mask | KILN_PRECISION_FP32;

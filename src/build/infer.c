@@ -40,7 +40,8 @@ kiln_status build_infer(ir_graph *g, int32_t *folded)
         if (g->nodes[i].n_in > max_in) max_in = g->nodes[i].n_in;
         if (g->nodes[i].n_out > max_out) max_out = g->nodes[i].n_out;
     }
-    KILN_CHECK(kiln_alloc_checked((void **)&order, (size_t)g->n_nodes + 1, sizeof *order, "inference"));
+    KILN_CHECK(
+        kiln_alloc_checked((void **)&order, (size_t)g->n_nodes + 1, sizeof *order, "inference"));
     KILN_CHECK(kiln_alloc_checked((void **)&in, (size_t)max_in, sizeof *in, "inference"));
     KILN_CHECK(kiln_alloc_checked((void **)&out, (size_t)max_out, sizeof *out, "inference"));
     KILN_CHECK(ir_graph_topo_order(g, order, &count));
@@ -52,7 +53,8 @@ kiln_status build_infer(ir_graph *g, int32_t *folded)
             if (n->in[k] < 0) continue;
             const ir_value *v = &g->values[n->in[k]];
             if (!v->shape_known || v->dtype == KILN_DTYPE_UNDEFINED) {
-                st = ir_node_error(n, KILN_ERR_INTERNAL, "input '%s' has no inferred shape", v->name);
+                st = ir_node_error(n, KILN_ERR_INTERNAL, "input '%s' has no inferred shape",
+                                   v->name);
                 goto fail;
             }
             in[k].dtype = v->dtype;

@@ -37,9 +37,12 @@ kiln_status build_memplan(const ir_graph *g, const int32_t *order, int32_t n_ord
     *arena_bytes = 0;
     *activation_bytes = 0;
     for (int32_t v = 0; v < g->n_values; v++) offsets[v] = UINT64_MAX;
-    KILN_CHECK(kiln_alloc_checked((void **)&step_of, (size_t)g->n_values + 1, sizeof *step_of, "memory plan"));
-    KILN_CHECK(kiln_alloc_checked((void **)&items, (size_t)g->n_values + 1, sizeof *items, "memory plan"));
-    KILN_CHECK(kiln_alloc_checked((void **)&placed, (size_t)g->n_values + 1, sizeof *placed, "memory plan"));
+    KILN_CHECK(kiln_alloc_checked((void **)&step_of, (size_t)g->n_values + 1, sizeof *step_of,
+                                  "memory plan"));
+    KILN_CHECK(
+        kiln_alloc_checked((void **)&items, (size_t)g->n_values + 1, sizeof *items, "memory plan"));
+    KILN_CHECK(kiln_alloc_checked((void **)&placed, (size_t)g->n_values + 1, sizeof *placed,
+                                  "memory plan"));
     for (int32_t v = 0; v < g->n_values; v++) step_of[v] = -1;
     for (int32_t s = 0; s < n_order; s++) {
         const ir_node *n = &g->nodes[order[s]];
@@ -61,7 +64,8 @@ kiln_status build_memplan(const ir_graph *g, const int32_t *order, int32_t n_ord
             if (s > it->last) it->last = s;
         }
     }
-    for (int32_t i = 0; i < n_items; i++) *activation_bytes += build_value_bytes(&g->values[items[i].value]);
+    for (int32_t i = 0; i < n_items; i++)
+        *activation_bytes += build_value_bytes(&g->values[items[i].value]);
     qsort(items, (size_t)n_items, sizeof *items, by_size_desc);
     for (int32_t i = 0; i < n_items; i++) {
         item *it = &items[i];

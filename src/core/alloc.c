@@ -67,11 +67,11 @@ kiln_status kiln_alloc_checked(void **out, size_t count, size_t size, const char
 {
     *out = NULL;
     if (size && count > SIZE_MAX / size)
-        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "size of %s overflows (%zu x %zu bytes)",
-                          what, count, size);
+        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "size of %s overflows (%zu x %zu bytes)", what,
+                          count, size);
     *out = kiln_calloc(count, size);
     if (!*out)
-        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory allocating %s (%zu bytes)",
-                          what, count * size);
+        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory allocating %s (%zu bytes)", what,
+                          count * size);
     return KILN_OK;
 }

@@ -13,7 +13,7 @@
 
 #if defined(__GNUC__)
 #define KILN_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define KILN_UNUSED __attribute__((unused))
+#define KILN_UNUSED       __attribute__((unused))
 #else
 #define KILN_PRINTF(a, b)
 #define KILN_UNUSED
@@ -28,17 +28,17 @@ kiln_status kiln_error(kiln_status status, const char *fmt, ...) KILN_PRINTF(2, 
 kiln_status kiln_error_prefix(kiln_status status, const char *fmt, ...) KILN_PRINTF(2, 3);
 
 /* Returns early on failure. */
-#define KILN_TRY(expr)                      \
-    do {                                    \
-        kiln_status try_st_ = (expr);       \
-        if (try_st_ != KILN_OK) return try_st_; \
+#define KILN_TRY(expr)                                                                             \
+    do {                                                                                           \
+        kiln_status try_st_ = (expr);                                                              \
+        if (try_st_ != KILN_OK) return try_st_;                                                    \
     } while (0)
 
 /* Jumps to the function's `fail:` label on failure, keeping the status in `st`. */
-#define KILN_CHECK(expr)            \
-    do {                            \
-        st = (expr);                \
-        if (st != KILN_OK) goto fail; \
+#define KILN_CHECK(expr)                                                                           \
+    do {                                                                                           \
+        st = (expr);                                                                               \
+        if (st != KILN_OK) goto fail;                                                              \
     } while (0)
 
 /* ---- logging ---- */
@@ -146,7 +146,7 @@ char *kiln_dims_str(const kiln_dims *d, char *buf, size_t n);
 
 /* Limits on what kiln accepts from files and callers. */
 #define KILN_MAX_ELEMENTS ((int64_t)1 << 40)
-#define KILN_MAX_NAME 4096
+#define KILN_MAX_NAME     4096
 
 /* Row-major strides of a shape, in elements. */
 void kiln_dims_strides(const kiln_dims *d, int64_t *strides);

@@ -57,7 +57,7 @@ uint64_t kiln_cpu_features(void)
 
 void kiln_cpu_features_str(uint64_t f, char *buf, size_t n)
 {
-    static const char *names[] = {"sse4.2", "avx2", "fma", "avx512f", "avx512bw",
+    static const char *names[] = {"sse4.2",   "avx2",       "fma",        "avx512f", "avx512bw",
                                   "avx512vl", "avx512vnni", "avx512bf16", "f16c"};
     size_t off = 0;
     buf[0] = 0;

@@ -56,7 +56,7 @@ const char *kiln_status_name(kiln_status status)
 }
 
 #define STR2(x) #x
-#define STR(x) STR2(x)
+#define STR(x)  STR2(x)
 
 const char *kiln_version(void)
 {

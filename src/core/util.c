@@ -207,8 +207,8 @@ uint32_t kiln_crc32c(uint32_t crc, const void *data, size_t n)
         memcpy(&w, p, 8);
         w ^= crc;
         crc = g_crc[7][w & 0xff] ^ g_crc[6][(w >> 8) & 0xff] ^ g_crc[5][(w >> 16) & 0xff] ^
-              g_crc[4][(w >> 24) & 0xff] ^ g_crc[3][(w >> 32) & 0xff] ^
-              g_crc[2][(w >> 40) & 0xff] ^ g_crc[1][(w >> 48) & 0xff] ^ g_crc[0][w >> 56];
+              g_crc[4][(w >> 24) & 0xff] ^ g_crc[3][(w >> 32) & 0xff] ^ g_crc[2][(w >> 40) & 0xff] ^
+              g_crc[1][(w >> 48) & 0xff] ^ g_crc[0][w >> 56];
         p += 8;
         n -= 8;
     }

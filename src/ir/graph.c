@@ -166,8 +166,8 @@ static kiln_status copy_attrs(ir_graph *g, const ir_op *op, const char *node,
                               const kiln_attr *attrs, int32_t n_attrs, ir_node *out)
 {
     if (n_attrs < 0 || (n_attrs > 0 && !attrs))
-        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "node '%s' (%s): bad attribute list",
-                          node, op->name);
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "node '%s' (%s): bad attribute list", node,
+                          op->name);
     for (int32_t i = 0; i < n_attrs; i++) {
         const kiln_attr *a = &attrs[i];
         if (!a->name)
@@ -179,13 +179,12 @@ static kiln_status copy_attrs(ir_graph *g, const ir_op *op, const char *node,
                               op->name, a->name);
         if (d->type != a->type)
             return kiln_error(KILN_ERR_INVALID_ARGUMENT,
-                              "node '%s' (%s): attribute '%s' must be %s, got %s", node,
-                              op->name, a->name, attr_type_name(d->type),
-                              attr_type_name(a->type));
+                              "node '%s' (%s): attribute '%s' must be %s, got %s", node, op->name,
+                              a->name, attr_type_name(d->type), attr_type_name(a->type));
         if ((a->type == KILN_ATTR_INTS || a->type == KILN_ATTR_FLOATS) &&
             (a->count < 0 || a->count > 4096 ||
-             (a->count > 0 && !(a->type == KILN_ATTR_INTS ? (const void *)a->ints
-                                                          : (const void *)a->floats))))
+             (a->count > 0 &&
+              !(a->type == KILN_ATTR_INTS ? (const void *)a->ints : (const void *)a->floats))))
             return kiln_error(KILN_ERR_INVALID_ARGUMENT,
                               "node '%s' (%s): attribute '%s' has a bad list (count %d)", node,
                               op->name, a->name, a->count);
@@ -205,11 +204,12 @@ static kiln_status copy_attrs(ir_graph *g, const ir_op *op, const char *node,
             if (strcmp(attrs[i].name, op->attrs[k].name) == 0) given = true;
         if (!given && op->attrs[k].required)
             return kiln_error(KILN_ERR_INVALID_GRAPH,
-                              "node '%s' (%s): required attribute '%s' is missing", node,
-                              op->name, op->attrs[k].name);
+                              "node '%s' (%s): required attribute '%s' is missing", node, op->name,
+                              op->attrs[k].name);
     }
     /* Room for everything given plus every default. */
-    kiln_attr *arr = kiln_arena_alloc(&g->arena, sizeof(kiln_attr) * (size_t)(n_attrs + op->n_attrs + 1));
+    kiln_attr *arr =
+        kiln_arena_alloc(&g->arena, sizeof(kiln_attr) * (size_t)(n_attrs + op->n_attrs + 1));
     if (!arr) return KILN_ERR_OUT_OF_MEMORY;
     int32_t n = 0;
     for (int32_t i = 0; i < n_attrs; i++) {
@@ -220,11 +220,13 @@ static kiln_status copy_attrs(ir_graph *g, const ir_op *op, const char *node,
             if (!c.s) return KILN_ERR_OUT_OF_MEMORY;
         } else if (c.type == KILN_ATTR_INTS) {
             c.floats = NULL;
-            c.ints = kiln_arena_memdup(&g->arena, c.ints ? (const void *)c.ints : "", sizeof(int64_t) * (size_t)c.count);
+            c.ints = kiln_arena_memdup(&g->arena, c.ints ? (const void *)c.ints : "",
+                                       sizeof(int64_t) * (size_t)c.count);
             if (!c.ints) return KILN_ERR_OUT_OF_MEMORY;
         } else if (c.type == KILN_ATTR_FLOATS) {
             c.ints = NULL;
-            c.floats = kiln_arena_memdup(&g->arena, c.floats ? (const void *)c.floats : "", sizeof(float) * (size_t)c.count);
+            c.floats = kiln_arena_memdup(&g->arena, c.floats ? (const void *)c.floats : "",
+                                         sizeof(float) * (size_t)c.count);
             if (!c.floats) return KILN_ERR_OUT_OF_MEMORY;
         }
         if (c.type != KILN_ATTR_INTS) c.ints = NULL;
@@ -252,9 +254,8 @@ static kiln_status copy_attrs(ir_graph *g, const ir_op *op, const char *node,
 }
 
 kiln_status ir_graph_add_node(ir_graph *g, const char *opname, const char *name,
-                              const char *const *inputs, int32_t n_in,
-                              const char *const *outputs, int32_t n_out,
-                              const kiln_attr *attrs, int32_t n_attrs, int32_t *id)
+                              const char *const *inputs, int32_t n_in, const char *const *outputs,
+                              int32_t n_out, const kiln_attr *attrs, int32_t n_attrs, int32_t *id)
 {
     if (!opname) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "layer op is NULL");
     char auto_name[64];
@@ -271,13 +272,11 @@ kiln_status ir_graph_add_node(ir_graph *g, const char *opname, const char *name,
         return kiln_error(KILN_ERR_INVALID_GRAPH, "node '%s' (%s): a layer of this name exists",
                           name, op->name);
     if (n_in < op->min_in || n_in > op->max_in)
-        return kiln_error(KILN_ERR_INVALID_GRAPH,
-                          "node '%s' (%s): takes %d to %d inputs, got %d", name, op->name,
-                          op->min_in, op->max_in, n_in);
+        return kiln_error(KILN_ERR_INVALID_GRAPH, "node '%s' (%s): takes %d to %d inputs, got %d",
+                          name, op->name, op->min_in, op->max_in, n_in);
     if (n_out < op->min_out || n_out > op->max_out)
-        return kiln_error(KILN_ERR_INVALID_GRAPH,
-                          "node '%s' (%s): gives %d to %d outputs, got %d", name, op->name,
-                          op->min_out, op->max_out, n_out);
+        return kiln_error(KILN_ERR_INVALID_GRAPH, "node '%s' (%s): gives %d to %d outputs, got %d",
+                          name, op->name, op->min_out, op->max_out, n_out);
     if ((n_in && !inputs) || (n_out && !outputs))
         return kiln_error(KILN_ERR_INVALID_ARGUMENT, "node '%s' (%s): input or output list is NULL",
                           name, op->name);
@@ -287,17 +286,16 @@ kiln_status ir_graph_add_node(ir_graph *g, const char *opname, const char *name,
                               op->name, i);
         if (!*inputs[i] && i < op->min_in)
             return kiln_error(KILN_ERR_INVALID_GRAPH,
-                              "node '%s' (%s): input %d is required but empty", name, op->name,
-                              i);
+                              "node '%s' (%s): input %d is required but empty", name, op->name, i);
         if (*inputs[i] && ir_graph_find_value(g, inputs[i]) < 0)
             return kiln_error(KILN_ERR_INVALID_GRAPH,
-                              "node '%s' (%s): input %d '%s' is not a known tensor", name,
-                              op->name, i, inputs[i]);
+                              "node '%s' (%s): input %d '%s' is not a known tensor", name, op->name,
+                              i, inputs[i]);
     }
     for (int32_t i = 0; i < n_out; i++) {
         if (!outputs[i] || !*outputs[i])
-            return kiln_error(KILN_ERR_INVALID_GRAPH, "node '%s' (%s): output %d has no name",
-                              name, op->name, i);
+            return kiln_error(KILN_ERR_INVALID_GRAPH, "node '%s' (%s): output %d has no name", name,
+                              op->name, i);
         if (ir_graph_find_value(g, outputs[i]) >= 0)
             return kiln_error(KILN_ERR_INVALID_GRAPH,
                               "node '%s' (%s): output '%s' is already defined", name, op->name,
@@ -320,7 +318,8 @@ kiln_status ir_graph_add_node(ir_graph *g, const char *opname, const char *name,
     node.out = kiln_arena_alloc(&g->arena, sizeof(int32_t) * (size_t)(n_out + 1));
     if (!node.name || !node.in || !node.out) return KILN_ERR_OUT_OF_MEMORY;
     KILN_TRY(copy_attrs(g, op, name, attrs, n_attrs, &node));
-    for (int32_t i = 0; i < n_in; i++) node.in[i] = *inputs[i] ? ir_graph_find_value(g, inputs[i]) : -1;
+    for (int32_t i = 0; i < n_in; i++)
+        node.in[i] = *inputs[i] ? ir_graph_find_value(g, inputs[i]) : -1;
     int32_t nid = g->n_nodes;
     for (int32_t i = 0; i < n_out; i++) {
         int32_t vid = -1;
@@ -339,7 +338,8 @@ kiln_status ir_graph_mark_output(ir_graph *g, const char *name)
 {
     if (!name) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "output name is NULL");
     int32_t v = ir_graph_find_value(g, name);
-    if (v < 0) return kiln_error(KILN_ERR_NOT_FOUND, "cannot mark '%s' as output: no such tensor", name);
+    if (v < 0)
+        return kiln_error(KILN_ERR_NOT_FOUND, "cannot mark '%s' as output: no such tensor", name);
     if (g->values[v].is_output)
         return kiln_error(KILN_ERR_INVALID_GRAPH, "tensor '%s' is already an output", name);
     if (!grow((void **)&g->outputs, g->n_outputs, &g->cap_outputs, sizeof *g->outputs))
@@ -375,7 +375,8 @@ kiln_status ir_graph_clone(const ir_graph *src, ir_graph *dst)
         c.out = kiln_arena_memdup(&dst->arena, n->out, sizeof(int32_t) * (size_t)(n->n_out + 1));
         /* Attribute payloads are immutable once added; sharing them is safe as long as
          * the source outlives the clone, which builds guarantee. */
-        c.attrs = kiln_arena_memdup(&dst->arena, n->attrs, sizeof(kiln_attr) * (size_t)(n->n_attrs + 1));
+        c.attrs =
+            kiln_arena_memdup(&dst->arena, n->attrs, sizeof(kiln_attr) * (size_t)(n->n_attrs + 1));
         if (!c.name || !c.in || !c.out || !c.attrs) {
             st = KILN_ERR_OUT_OF_MEMORY;
             goto fail;
@@ -418,13 +419,16 @@ kiln_status ir_graph_topo_order(const ir_graph *g, int32_t *order, int32_t *coun
     int32_t *pending = NULL, *users_start = NULL, *users = NULL;
     unsigned char *ready = NULL;
     int32_t nn = g->n_nodes, nv = g->n_values;
-    KILN_CHECK(kiln_alloc_checked((void **)&pending, (size_t)nn + 1, sizeof(int32_t), "topological order"));
+    KILN_CHECK(kiln_alloc_checked((void **)&pending, (size_t)nn + 1, sizeof(int32_t),
+                                  "topological order"));
     KILN_CHECK(kiln_alloc_checked((void **)&ready, (size_t)nn + 1, 1, "topological order"));
-    KILN_CHECK(kiln_alloc_checked((void **)&users_start, (size_t)nv + 2, sizeof(int32_t), "topological order"));
+    KILN_CHECK(kiln_alloc_checked((void **)&users_start, (size_t)nv + 2, sizeof(int32_t),
+                                  "topological order"));
     int64_t edges = 0;
     for (int32_t i = 0; i < nn; i++)
         if (!g->nodes[i].dead) edges += g->nodes[i].n_in;
-    KILN_CHECK(kiln_alloc_checked((void **)&users, (size_t)edges + 1, sizeof(int32_t), "topological order"));
+    KILN_CHECK(kiln_alloc_checked((void **)&users, (size_t)edges + 1, sizeof(int32_t),
+                                  "topological order"));
     for (int32_t i = 0; i < nn; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->dead) continue;
@@ -439,7 +443,8 @@ kiln_status ir_graph_topo_order(const ir_graph *g, int32_t *order, int32_t *coun
     for (int32_t v = 0; v < nv; v++) users_start[v + 1] += users_start[v];
     {
         int32_t *fill = NULL;
-        KILN_CHECK(kiln_alloc_checked((void **)&fill, (size_t)nv + 1, sizeof(int32_t), "topological order"));
+        KILN_CHECK(kiln_alloc_checked((void **)&fill, (size_t)nv + 1, sizeof(int32_t),
+                                      "topological order"));
         memcpy(fill, users_start, sizeof(int32_t) * (size_t)nv);
         for (int32_t i = 0; i < nn; i++) {
             const ir_node *n = &g->nodes[i];
@@ -455,7 +460,8 @@ kiln_status ir_graph_topo_order(const ir_graph *g, int32_t *order, int32_t *coun
     /* A min-heap of ready node ids: the lowest ready id goes first, so the order is
      * deterministic and keeps insertion order wherever that is already valid. */
     int32_t *heap = NULL, hn = 0, done = 0, live = 0;
-    KILN_CHECK(kiln_alloc_checked((void **)&heap, (size_t)nn + 1, sizeof(int32_t), "topological order"));
+    KILN_CHECK(
+        kiln_alloc_checked((void **)&heap, (size_t)nn + 1, sizeof(int32_t), "topological order"));
     for (int32_t i = 0; i < nn; i++) {
         if (g->nodes[i].dead) continue;
         live++;
@@ -526,8 +532,8 @@ kiln_status ir_graph_verify(const ir_graph *g)
         for (int32_t k = 0; k < n->n_in; k++) {
             int32_t v = n->in[k];
             if (v < -1 || v >= g->n_values)
-                return ir_node_error(n, KILN_ERR_INVALID_GRAPH, "input %d refers to tensor #%d",
-                                     k, v);
+                return ir_node_error(n, KILN_ERR_INVALID_GRAPH, "input %d refers to tensor #%d", k,
+                                     v);
             if (v == -1 && k < n->op->min_in)
                 return ir_node_error(n, KILN_ERR_INVALID_GRAPH, "required input %d is absent", k);
             if (v >= 0 && g->values[v].kind == IR_VALUE_ACTIVATION &&
@@ -541,8 +547,7 @@ kiln_status ir_graph_verify(const ir_graph *g)
                 return ir_node_error(n, KILN_ERR_INVALID_GRAPH, "output %d is not its own", k);
         }
     }
-    if (g->n_outputs == 0)
-        return kiln_error(KILN_ERR_INVALID_GRAPH, "the network marks no output");
+    if (g->n_outputs == 0) return kiln_error(KILN_ERR_INVALID_GRAPH, "the network marks no output");
     for (int32_t i = 0; i < g->n_outputs; i++) {
         const ir_value *v = &g->values[g->outputs[i]];
         if (v->kind == IR_VALUE_ACTIVATION && (v->producer < 0 || g->nodes[v->producer].dead))

@@ -17,7 +17,10 @@ typedef struct ir_tensor {
 } ir_tensor;
 
 static inline int64_t ir_tensor_count(const ir_tensor *t) { return kiln_dims_count(&t->shape); }
-static inline bool ir_tensor_present(const ir_tensor *t) { return t->dtype != KILN_DTYPE_UNDEFINED; }
+static inline bool ir_tensor_present(const ir_tensor *t)
+{
+    return t->dtype != KILN_DTYPE_UNDEFINED;
+}
 
 /* ---- graph ---- */
 
@@ -75,8 +78,7 @@ kiln_status ir_graph_clone(const ir_graph *src, ir_graph *dst);
 /* Value id by name, -1 if none. */
 int32_t ir_graph_find_value(const ir_graph *g, const char *name);
 /* Adds a value (name must be new). */
-kiln_status ir_graph_add_value(ir_graph *g, const char *name, ir_value_kind kind,
-                               int32_t *id);
+kiln_status ir_graph_add_value(ir_graph *g, const char *name, ir_value_kind kind, int32_t *id);
 kiln_status ir_graph_add_input(ir_graph *g, const char *name, kiln_dtype dtype,
                                const kiln_dims *shape);
 /* `copy`: duplicate data into the graph's arena; otherwise the caller keeps it alive. */
@@ -86,9 +88,8 @@ kiln_status ir_graph_add_constant(ir_graph *g, const char *name, kiln_dtype dtyp
 /* Adds a node; checks the op exists, arity, and attribute names and types against the
  * schema, fills attribute defaults. Output names must be new values. */
 kiln_status ir_graph_add_node(ir_graph *g, const char *op, const char *name,
-                              const char *const *inputs, int32_t n_in,
-                              const char *const *outputs, int32_t n_out,
-                              const kiln_attr *attrs, int32_t n_attrs, int32_t *id);
+                              const char *const *inputs, int32_t n_in, const char *const *outputs,
+                              int32_t n_out, const kiln_attr *attrs, int32_t n_attrs, int32_t *id);
 kiln_status ir_graph_mark_output(ir_graph *g, const char *name);
 
 /* Checks the graph is well formed: every input of a node is a known value produced
@@ -101,14 +102,13 @@ kiln_status ir_graph_topo_order(const ir_graph *g, int32_t *order, int32_t *coun
 
 /* Sets this thread's error with the node's name and op in front:
  * "node 'conv_3' (Conv): kernel shape 3x3 needs 4-D weights, got 2-D". */
-kiln_status ir_node_error(const ir_node *n, kiln_status st, const char *fmt, ...)
-    KILN_PRINTF(3, 4);
+kiln_status ir_node_error(const ir_node *n, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
 
 /* ---- attributes ---- */
 
 const kiln_attr *ir_attr_find(const ir_node *n, const char *name);
-int64_t ir_attr_int(const ir_node *n, const char *name);     /* 0 if absent */
-float ir_attr_float(const ir_node *n, const char *name);     /* 0 if absent */
+int64_t ir_attr_int(const ir_node *n, const char *name);        /* 0 if absent */
+float ir_attr_float(const ir_node *n, const char *name);        /* 0 if absent */
 const char *ir_attr_string(const ir_node *n, const char *name); /* "" if absent */
 /* NULL (and *count 0) if absent. */
 const int64_t *ir_attr_ints(const ir_node *n, const char *name, int32_t *count);
@@ -137,9 +137,9 @@ typedef struct ir_attr_def {
     const char *name;
     kiln_attr_type type;
     bool required;
-    int64_t i;       /* default of an INT */
-    float f;         /* default of a FLOAT */
-    const char *s;   /* default of a STRING */
+    int64_t i;     /* default of an INT */
+    float f;       /* default of a FLOAT */
+    const char *s; /* default of a STRING */
 } ir_attr_def;
 
 enum {
@@ -166,8 +166,8 @@ const ir_op *ir_op_find(const char *name);
 const ir_op *ir_op_at(int32_t i);
 
 /* Each op file defines one group: `const ir_op ir_ops_<group>[]` and its count. */
-#define IR_OP_GROUP(group)                   \
-    extern const ir_op ir_ops_##group[];     \
+#define IR_OP_GROUP(group)                                                                         \
+    extern const ir_op ir_ops_##group[];                                                           \
     extern const int32_t ir_ops_##group##_count;
 
 IR_OP_GROUP(elementwise)

@@ -19,8 +19,8 @@ void kiln_network_destroy(kiln_network *net)
     kiln_free(net);
 }
 
-#define NEED_NET(net)                                                                     \
-    do {                                                                                  \
+#define NEED_NET(net)                                                                              \
+    do {                                                                                           \
         if (!(net)) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "%s: network is NULL", __func__); \
     } while (0)
 

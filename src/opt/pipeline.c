@@ -6,7 +6,7 @@ static const opt_pass g_passes[] = {
     {"dead-code", "remove layers whose outputs nothing uses", opt_dead_code},
 };
 
-#define N_PASSES ((int32_t)(sizeof g_passes / sizeof *g_passes))
+#define N_PASSES   ((int32_t)(sizeof g_passes / sizeof *g_passes))
 #define MAX_ROUNDS 4
 
 const opt_pass *opt_pass_at(int32_t index)

@@ -7,16 +7,17 @@
 
 struct kiln_context {
     kiln_engine *e;
-    uint8_t *arena;     /* engine's arena_bytes, 64-byte aligned */
-    ir_tensor *tensors; /* per engine tensor: dtype, shape, where its data lives */
-    void **bound;       /* per engine tensor: the caller's buffer for I/O tensors */
+    uint8_t *arena;      /* engine's arena_bytes, 64-byte aligned */
+    ir_tensor *tensors;  /* per engine tensor: dtype, shape, where its data lives */
+    void **bound;        /* per engine tensor: the caller's buffer for I/O tensors */
     ir_tensor *in, *out; /* scratch for one layer's tensor lists */
     int32_t threads;
 };
 
 kiln_status kiln_context_create(kiln_engine *e, kiln_context **out)
 {
-    if (!e || !out) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_context_create: NULL argument");
+    if (!e || !out)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_context_create: NULL argument");
     *out = NULL;
     kiln_status st = KILN_OK;
     kiln_context *c = kiln_calloc(1, sizeof *c);
@@ -26,12 +27,15 @@ kiln_status kiln_context_create(kiln_engine *e, kiln_context **out)
     size_t nt = (size_t)e->d.n_tensors + 1;
     KILN_CHECK(kiln_alloc_checked((void **)&c->tensors, nt, sizeof *c->tensors, "context tensors"));
     KILN_CHECK(kiln_alloc_checked((void **)&c->bound, nt, sizeof *c->bound, "context bindings"));
-    KILN_CHECK(kiln_alloc_checked((void **)&c->in, (size_t)e->max_in + 1, sizeof *c->in, "context"));
-    KILN_CHECK(kiln_alloc_checked((void **)&c->out, (size_t)e->max_out + 1, sizeof *c->out, "context"));
+    KILN_CHECK(
+        kiln_alloc_checked((void **)&c->in, (size_t)e->max_in + 1, sizeof *c->in, "context"));
+    KILN_CHECK(
+        kiln_alloc_checked((void **)&c->out, (size_t)e->max_out + 1, sizeof *c->out, "context"));
     if (e->d.arena_bytes) {
         c->arena = kiln_aligned_alloc((size_t)e->d.arena_bytes, PLAN_ALIGN);
         if (!c->arena) {
-            st = kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory allocating a %llu-byte activation arena",
+            st = kiln_error(KILN_ERR_OUT_OF_MEMORY,
+                            "out of memory allocating a %llu-byte activation arena",
                             (unsigned long long)e->d.arena_bytes);
             goto fail;
         }
@@ -150,8 +154,7 @@ kiln_status kiln_context_run(kiln_context *c)
     /* Outputs no layer writes (a constant, or an input passed through) are copied. */
     for (int32_t i = 0; i < d->n_outputs; i++) {
         const plan_tensor *t = &d->tensors[d->outputs[i]];
-        if (t->flags & PLAN_T_CONSTANT)
-            memcpy(c->bound[d->outputs[i]], t->data, (size_t)t->nbytes);
+        if (t->flags & PLAN_T_CONSTANT) memcpy(c->bound[d->outputs[i]], t->data, (size_t)t->nbytes);
     }
     return KILN_OK;
 }

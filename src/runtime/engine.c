@@ -64,14 +64,16 @@ kiln_status kiln_engine_load_memory(const void *data, size_t size, kiln_engine *
     *out = NULL;
     /* Copied so that weights are 64-byte aligned whatever the caller's buffer. */
     void *mem = kiln_aligned_alloc(size, PLAN_ALIGN);
-    if (!mem) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory copying a %zu-byte plan", size);
+    if (!mem)
+        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory copying a %zu-byte plan", size);
     if (size) memcpy(mem, data, size);
     return engine_from_plan(mem, size, false, out);
 }
 
 kiln_status kiln_engine_load(const char *path, kiln_engine **out)
 {
-    if (!path || !out) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_load: NULL argument");
+    if (!path || !out)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_load: NULL argument");
     *out = NULL;
     int fd = open(path, O_RDONLY);
     if (fd < 0) return kiln_error(KILN_ERR_IO, "cannot open plan '%s': %s", path, strerror(errno));
@@ -83,12 +85,14 @@ kiln_status kiln_engine_load(const char *path, kiln_engine **out)
     size_t size = (size_t)sb.st_size;
     if (size < PLAN_HEADER_BYTES) {
         close(fd);
-        return kiln_error(KILN_ERR_CORRUPT_PLAN, "plan '%s': corrupt plan: %zu bytes is shorter than the header",
-                          path, size);
+        return kiln_error(KILN_ERR_CORRUPT_PLAN,
+                          "plan '%s': corrupt plan: %zu bytes is shorter than the header", path,
+                          size);
     }
     void *mem = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (mem == MAP_FAILED) return kiln_error(KILN_ERR_IO, "cannot map plan '%s': %s", path, strerror(errno));
+    if (mem == MAP_FAILED)
+        return kiln_error(KILN_ERR_IO, "cannot map plan '%s': %s", path, strerror(errno));
     kiln_status st = engine_from_plan(mem, size, true, out);
     if (st) kiln_error_prefix(st, "plan '%s': ", path);
     return st;
@@ -96,7 +100,8 @@ kiln_status kiln_engine_load(const char *path, kiln_engine **out)
 
 kiln_status kiln_engine_serialize(const kiln_engine *e, void **data, size_t *size)
 {
-    if (!e || !data || !size) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_serialize: NULL argument");
+    if (!e || !data || !size)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_serialize: NULL argument");
     *data = kiln_malloc(e->size);
     if (!*data) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory serializing a plan");
     memcpy(*data, e->mem, e->size);
@@ -106,7 +111,8 @@ kiln_status kiln_engine_serialize(const kiln_engine *e, void **data, size_t *siz
 
 kiln_status kiln_engine_save(const kiln_engine *e, const char *path)
 {
-    if (!e || !path) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_save: NULL argument");
+    if (!e || !path)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_save: NULL argument");
     /* Write a temporary file beside the target and rename it, so a reader never sees a
      * half-written plan. */
     size_t n = strlen(path);
@@ -158,7 +164,8 @@ kiln_io_mode kiln_engine_io_mode(const kiln_engine *e, const char *name)
 kiln_status kiln_engine_tensor_info(const kiln_engine *e, const char *name, kiln_dtype *dtype,
                                     kiln_dims *shape)
 {
-    if (!e || !name) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_tensor_info: NULL argument");
+    if (!e || !name)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_tensor_info: NULL argument");
     int32_t t = kiln_strmap_get(&e->by_name, name);
     if (t < 0) return kiln_error(KILN_ERR_NOT_FOUND, "the engine has no tensor '%s'", name);
     if (dtype) *dtype = e->d.tensors[t].dtype;
@@ -170,9 +177,11 @@ int32_t kiln_engine_num_layers(const kiln_engine *e) { return e ? e->d.n_layers 
 
 kiln_status kiln_engine_layer_info(const kiln_engine *e, int32_t i, kiln_layer_info *info)
 {
-    if (!e || !info) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_layer_info: NULL argument");
+    if (!e || !info)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_layer_info: NULL argument");
     if (i < 0 || i >= e->d.n_layers)
-        return kiln_error(KILN_ERR_NOT_FOUND, "layer index %d is outside 0..%d", i, e->d.n_layers - 1);
+        return kiln_error(KILN_ERR_NOT_FOUND, "layer index %d is outside 0..%d", i,
+                          e->d.n_layers - 1);
     const plan_layer *l = &e->d.layers[i];
     info->name = l->node.name;
     info->op = l->node.op->name;
@@ -200,7 +209,11 @@ const char *kiln_engine_layer_output(const kiln_engine *e, int32_t i, int32_t k)
 }
 
 size_t kiln_engine_arena_bytes(const kiln_engine *e) { return e ? (size_t)e->d.arena_bytes : 0; }
-size_t kiln_engine_activation_bytes(const kiln_engine *e) { return e ? (size_t)e->d.activation_bytes : 0; }
+size_t kiln_engine_activation_bytes(const kiln_engine *e)
+{
+    return e ? (size_t)e->d.activation_bytes : 0;
+}
 size_t kiln_engine_weight_bytes(const kiln_engine *e) { return e ? e->weight_bytes : 0; }
 int32_t kiln_engine_threads(const kiln_engine *e) { return e ? e->d.threads : 0; }
 const char *kiln_engine_device(const kiln_engine *e) { return e ? e->d.device : ""; }
+const char *kiln_engine_build_info(const kiln_engine *e) { return e ? e->d.build_info : ""; }

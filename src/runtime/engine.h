@@ -5,7 +5,7 @@
 #include "runtime/plan.h"
 
 struct kiln_engine {
-    void *mem;       /* the plan bytes: mmap'ed file or an owned aligned block */
+    void *mem; /* the plan bytes: mmap'ed file or an owned aligned block */
     size_t size;
     bool mapped;
     kiln_arena arena; /* decoded arrays */

@@ -6,11 +6,11 @@
 
 #include "backends/backend.h"
 
-#define PLAN_MAGIC "KILNPLAN"
-#define PLAN_FORMAT_VERSION 1u
-#define PLAN_HEADER_BYTES 64u
+#define PLAN_MAGIC               "KILNPLAN"
+#define PLAN_FORMAT_VERSION      1u
+#define PLAN_HEADER_BYTES        64u
 #define PLAN_SECTION_ENTRY_BYTES 24u
-#define PLAN_ALIGN 64u
+#define PLAN_ALIGN               64u
 #define PLAN_TENSOR_RECORD_BYTES 96u
 
 enum plan_section_id {
@@ -32,7 +32,7 @@ typedef struct plan_tensor {
     kiln_dtype dtype;
     kiln_dims shape;
     uint32_t flags;
-    uint64_t offset;  /* activation: offset in the arena; constant: in the weights section */
+    uint64_t offset; /* activation: offset in the arena; constant: in the weights section */
     uint64_t nbytes;
     const void *data; /* constant data */
 } plan_tensor;
@@ -44,10 +44,10 @@ typedef struct plan_layer {
 } plan_layer;
 
 typedef struct plan_desc {
-    uint64_t features;    /* CPU features the plan's kernels need */
-    const char *device;   /* "cpu" */
-    int32_t threads;      /* 0: one per hardware thread */
-    uint32_t precisions;  /* KILN_PRECISION_* allowed at build */
+    uint64_t features;   /* CPU features the plan's kernels need */
+    const char *device;  /* "cpu" */
+    int32_t threads;     /* 0: one per hardware thread */
+    uint32_t precisions; /* KILN_PRECISION_* allowed at build */
     int32_t n_tensors;
     plan_tensor *tensors;
     int32_t n_layers;

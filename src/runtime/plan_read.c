@@ -9,8 +9,8 @@
 
 /* Caps that keep a hostile plan from asking for absurd allocations. */
 #define MAX_TENSORS (1 << 24)
-#define MAX_LAYERS (1 << 24)
-#define MAX_ATTRS 256
+#define MAX_LAYERS  (1 << 24)
+#define MAX_ATTRS   256
 
 typedef struct sections {
     const uint8_t *base;
@@ -20,7 +20,8 @@ typedef struct sections {
 
 static const char *section_name(int id)
 {
-    static const char *names[] = {"?", "strings", "tensors", "layers", "io", "memory", "build", "weights"};
+    static const char *names[] = {"?",  "strings", "tensors", "layers",
+                                  "io", "memory",  "build",   "weights"};
     return id > 0 && id < PLAN_SEC_COUNT_ ? names[id] : "?";
 }
 
@@ -36,8 +37,7 @@ static kiln_status read_header(const uint8_t *p, size_t size, sections *s, uint6
 {
     if (size < PLAN_HEADER_BYTES)
         return CORRUPT("%zu bytes is shorter than the %u-byte header", size, PLAN_HEADER_BYTES);
-    if (memcmp(p, PLAN_MAGIC, 8) != 0)
-        return CORRUPT("bad magic (not a kiln plan file)");
+    if (memcmp(p, PLAN_MAGIC, 8) != 0) return CORRUPT("bad magic (not a kiln plan file)");
     uint32_t fmt, ver, n_sec, body_crc, head_crc;
     uint64_t file_size;
     memcpy(&fmt, p + 8, 4);
@@ -80,7 +80,8 @@ static kiln_status read_header(const uint8_t *p, size_t size, sections *s, uint6
             return CORRUPT("section %u overlaps the header", i);
         if (id == 0 || id >= PLAN_SEC_COUNT_) continue; /* unknown: skipped */
         if (s->have[id]) return CORRUPT("section '%s' appears twice", section_name((int)id));
-        if (off % PLAN_ALIGN) return CORRUPT("section '%s' is not 64-byte aligned", section_name((int)id));
+        if (off % PLAN_ALIGN)
+            return CORRUPT("section '%s' is not 64-byte aligned", section_name((int)id));
         s->have[id] = true;
         s->off[id] = off;
         s->size[id] = len;
@@ -100,8 +101,11 @@ static kiln_status get_str(const sections *s, uint32_t off, const char *what, co
 {
     const char *base = (const char *)s->base + s->off[PLAN_SEC_STRINGS];
     uint64_t n = s->size[PLAN_SEC_STRINGS];
-    if (off >= n) return CORRUPT("%s: string offset %u outside the %llu-byte string table", what, off, (unsigned long long)n);
-    if (!memchr(base + off, 0, (size_t)(n - off))) return CORRUPT("%s: string is not terminated", what);
+    if (off >= n)
+        return CORRUPT("%s: string offset %u outside the %llu-byte string table", what, off,
+                       (unsigned long long)n);
+    if (!memchr(base + off, 0, (size_t)(n - off)))
+        return CORRUPT("%s: string is not terminated", what);
     *out = base + off;
     return KILN_OK;
 }
@@ -129,10 +133,12 @@ static kiln_status read_tensors(const sections *s, kiln_arena *a, plan_desc *d, 
         t->nbytes = kiln_reader_u64(&r);
         KILN_TRY(get_str(s, name, "tensor name", &t->name));
         if (!*t->name) return CORRUPT("tensor #%u has an empty name", i);
-        if (kiln_strmap_get(names, t->name) >= 0) return CORRUPT("tensor '%s' appears twice", t->name);
+        if (kiln_strmap_get(names, t->name) >= 0)
+            return CORRUPT("tensor '%s' appears twice", t->name);
         KILN_TRY(kiln_strmap_put(names, t->name, (int32_t)i));
         size_t es = kiln_dtype_size(t->dtype);
-        if (es == 0) return CORRUPT("tensor '%s' has unknown dtype %u", t->name, (unsigned)t->dtype);
+        if (es == 0)
+            return CORRUPT("tensor '%s' has unknown dtype %u", t->name, (unsigned)t->dtype);
         if (rank > KILN_MAX_RANK) return CORRUPT("tensor '%s' has rank %u", t->name, rank);
         t->shape.rank = (int32_t)rank;
         int64_t count, bytes;
@@ -147,7 +153,8 @@ static kiln_status read_tensors(const sections *s, kiln_arena *a, plan_desc *d, 
         if (t->flags & PLAN_T_CONSTANT) {
             uint64_t ws = s->size[PLAN_SEC_WEIGHTS];
             if (t->offset % PLAN_ALIGN || t->offset > ws || t->nbytes > ws - t->offset)
-                return CORRUPT("weights of '%s' (%llu bytes at %llu) lie outside the %llu-byte weights section",
+                return CORRUPT("weights of '%s' (%llu bytes at %llu) lie outside the %llu-byte "
+                               "weights section",
                                t->name, (unsigned long long)t->nbytes,
                                (unsigned long long)t->offset, (unsigned long long)ws);
             t->data = wbase + t->offset;
@@ -180,7 +187,8 @@ static kiln_status read_attr(const sections *s, kiln_reader *r, kiln_arena *a, c
     if (type == KILN_ATTR_FLOAT) out->f = f;
     if (type == KILN_ATTR_STRING) KILN_TRY(get_str(s, soff, "attribute string", &out->s));
     if (type == KILN_ATTR_INTS || type == KILN_ATTR_FLOATS) {
-        if (count > 4096) return CORRUPT("layer '%s': attribute '%s' lists %u values", layer, nm, count);
+        if (count > 4096)
+            return CORRUPT("layer '%s': attribute '%s' lists %u values", layer, nm, count);
         size_t es = type == KILN_ATTR_INTS ? 8 : 4, bytes = es * count;
         void *p = kiln_arena_alloc(a, bytes);
         if (!p) return KILN_ERR_OUT_OF_MEMORY;
@@ -214,7 +222,8 @@ static kiln_status read_layers(const sections *s, kiln_arena *a, plan_desc *d)
         plan_layer *l = &d->layers[i];
         ir_node *nd = &l->node;
         uint32_t name = kiln_reader_u32(&r), op = kiln_reader_u32(&r), kern = kiln_reader_u32(&r);
-        uint32_t prec = kiln_reader_u32(&r), n_in = kiln_reader_u32(&r), n_out = kiln_reader_u32(&r);
+        uint32_t prec = kiln_reader_u32(&r), n_in = kiln_reader_u32(&r),
+                 n_out = kiln_reader_u32(&r);
         uint32_t n_attrs = kiln_reader_u32(&r);
         kiln_reader_u32(&r);
         if (r.failed) return CORRUPT("layer #%u runs past the section", i);
@@ -230,7 +239,8 @@ static kiln_status read_layers(const sections *s, kiln_arena *a, plan_desc *d)
         if (prec != 0) return CORRUPT("layer '%s' has precision code %u", nd->name, prec);
         if ((int64_t)n_in < nd->op->min_in || (int64_t)n_in > nd->op->max_in ||
             (int64_t)n_out < nd->op->min_out || (int64_t)n_out > nd->op->max_out)
-            return CORRUPT("layer '%s' (%s) has %u inputs and %u outputs", nd->name, opname, n_in, n_out);
+            return CORRUPT("layer '%s' (%s) has %u inputs and %u outputs", nd->name, opname, n_in,
+                           n_out);
         if (n_attrs > MAX_ATTRS) return CORRUPT("layer '%s' has %u attributes", nd->name, n_attrs);
         nd->n_in = (int32_t)n_in;
         nd->n_out = (int32_t)n_out;
@@ -248,7 +258,8 @@ static kiln_status read_layers(const sections *s, kiln_arena *a, plan_desc *d)
         for (uint32_t k = 0; k < n_attrs; k++)
             for (uint32_t j = 0; j < k; j++)
                 if (nd->attrs[j].name == nd->attrs[k].name)
-                    return CORRUPT("layer '%s': attribute '%s' appears twice", nd->name, nd->attrs[k].name);
+                    return CORRUPT("layer '%s': attribute '%s' appears twice", nd->name,
+                                   nd->attrs[k].name);
         /* Writers store every scalar attribute (defaults filled) and every required one. */
         for (int32_t k = 0; k < nd->op->n_attrs; k++) {
             const ir_attr_def *def = &nd->op->attrs[k];
@@ -259,9 +270,10 @@ static kiln_status read_layers(const sections *s, kiln_arena *a, plan_desc *d)
         }
         l->k = backend_cpu()->find(opname, l->kernel);
         if (!l->k)
-            return kiln_error(KILN_ERR_UNSUPPORTED,
-                              "plan layer '%s' (%s) uses kernel '%s', which this kiln (%s) does not have",
-                              nd->name, opname, l->kernel, kiln_version());
+            return kiln_error(
+                KILN_ERR_UNSUPPORTED,
+                "plan layer '%s' (%s) uses kernel '%s', which this kiln (%s) does not have",
+                nd->name, opname, l->kernel, kiln_version());
     }
     return KILN_OK;
 }
@@ -327,9 +339,10 @@ static kiln_status read_memory_and_build(const sections *s, plan_desc *d)
         sum += t->nbytes;
     }
     if (end != d->arena_bytes || sum != d->activation_bytes)
-        return CORRUPT("memory section says arena %llu / activations %llu bytes; the tensors need %llu / %llu",
-                       (unsigned long long)d->arena_bytes, (unsigned long long)d->activation_bytes,
-                       (unsigned long long)end, (unsigned long long)sum);
+        return CORRUPT(
+            "memory section says arena %llu / activations %llu bytes; the tensors need %llu / %llu",
+            (unsigned long long)d->arena_bytes, (unsigned long long)d->activation_bytes,
+            (unsigned long long)end, (unsigned long long)sum);
     section_reader(s, PLAN_SEC_BUILD, &r);
     uint32_t threads = kiln_reader_u32(&r), prec = kiln_reader_u32(&r);
     uint32_t dev = kiln_reader_u32(&r), info = kiln_reader_u32(&r);

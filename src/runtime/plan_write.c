@@ -77,7 +77,8 @@ static kiln_status write_layers(const plan_desc *d, strtab *st, kiln_buf *b)
             kiln_buf_i64(b, a->type == KILN_ATTR_INT ? a->i : 0);
             kiln_buf_f32(b, a->type == KILN_ATTR_FLOAT ? a->f : 0.0f);
             kiln_buf_u32(b, as);
-            int32_t count = (a->type == KILN_ATTR_INTS || a->type == KILN_ATTR_FLOATS) ? a->count : 0;
+            int32_t count =
+                (a->type == KILN_ATTR_INTS || a->type == KILN_ATTR_FLOATS) ? a->count : 0;
             kiln_buf_u32(b, (uint32_t)count);
             kiln_buf_u32(b, 0);
             if (a->type == KILN_ATTR_INTS)

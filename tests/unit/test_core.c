@@ -179,10 +179,10 @@ static void test_logger(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_errors),       cmocka_unit_test(test_alloc_hook),
+        cmocka_unit_test(test_errors),        cmocka_unit_test(test_alloc_hook),
         cmocka_unit_test(test_arena_and_buf), cmocka_unit_test(test_strmap),
-        cmocka_unit_test(test_dims),         cmocka_unit_test(test_crc32c),
-        cmocka_unit_test(test_half_floats),  cmocka_unit_test(test_cpu_features),
+        cmocka_unit_test(test_dims),          cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_half_floats),   cmocka_unit_test(test_cpu_features),
         cmocka_unit_test(test_logger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

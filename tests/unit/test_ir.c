@@ -57,7 +57,8 @@ static void test_topo_order_is_stable(void **state)
     const char *prev = "x";
     for (int i = 0; i < 4; i++) {
         const char *in[] = {prev}, *out[] = {names[i]};
-        assert_int_equal(ir_graph_add_node(&g, "Relu", NULL, in, 1, out, 1, NULL, 0, NULL), KILN_OK);
+        assert_int_equal(ir_graph_add_node(&g, "Relu", NULL, in, 1, out, 1, NULL, 0, NULL),
+                         KILN_OK);
         prev = names[i];
     }
     /* reverse the storage of node 1 and 2's roles: order must still put producers first */
@@ -76,7 +77,8 @@ static void test_clone(void **state)
     kiln_dims s = {1, {3}};
     float w[3] = {1, 2, 3};
     assert_int_equal(ir_graph_add_input(&g, "x", KILN_DTYPE_F32, &s), KILN_OK);
-    assert_int_equal(ir_graph_add_constant(&g, "w", KILN_DTYPE_F32, &s, w, sizeof w, true, NULL), KILN_OK);
+    assert_int_equal(ir_graph_add_constant(&g, "w", KILN_DTYPE_F32, &s, w, sizeof w, true, NULL),
+                     KILN_OK);
     const char *in[] = {"x"}, *out[] = {"y"};
     assert_int_equal(ir_graph_add_node(&g, "Relu", "r", in, 1, out, 1, NULL, 0, NULL), KILN_OK);
     assert_int_equal(ir_graph_mark_output(&g, "y"), KILN_OK);

@@ -25,7 +25,8 @@ static kiln_network *small_net(void)
     if (kiln_op_supported("Add")) {
         assert_int_equal(kiln_network_add_layer(net, "Add", "add", i2, 2, o2, 1, NULL, 0), KILN_OK);
     } else {
-        assert_int_equal(kiln_network_add_layer(net, "Identity", "add", i2, 1, o2, 1, NULL, 0), KILN_OK);
+        assert_int_equal(kiln_network_add_layer(net, "Identity", "add", i2, 1, o2, 1, NULL, 0),
+                         KILN_OK);
     }
     const char *i3[] = {"b"}, *o3[] = {"y"};
     assert_int_equal(kiln_network_add_layer(net, "Relu", "relu2", i3, 1, o3, 1, NULL, 0), KILN_OK);

@@ -53,13 +53,13 @@ double tu_max_abs(const float *a, const float *b, int64_t n)
     return m;
 }
 
-void tu_assert_close_(const float *got, const float *want, int64_t n, double tol,
-                      const char *file, int line)
+void tu_assert_close_(const float *got, const float *want, int64_t n, double tol, const char *file,
+                      int line)
 {
     double e = tu_rel_l2(got, want, n);
     if (e <= tol && !isnan(e)) return;
-    print_error("%s:%d: relative L2 error %.3g > %.3g over %lld elements\n", file, line, e,
-                tol, (long long)n);
+    print_error("%s:%d: relative L2 error %.3g > %.3g over %lld elements\n", file, line, e, tol,
+                (long long)n);
     int shown = 0;
     for (int64_t i = 0; i < n && shown < 8; i++)
         if (fabsf(got[i] - want[i]) > 1e-5f * (1 + fabsf(want[i])) || isnan(got[i])) {
@@ -104,8 +104,8 @@ void tu_tensor_free(ir_tensor *t)
     t->data = NULL;
 }
 
-kiln_status tu_run_op(const char *op, const kiln_attr *attrs, int32_t n_attrs,
-                      const ir_tensor *in, int32_t n_in, ir_tensor *out, int32_t n_out)
+kiln_status tu_run_op(const char *op, const kiln_attr *attrs, int32_t n_attrs, const ir_tensor *in,
+                      int32_t n_in, ir_tensor *out, int32_t n_out)
 {
     ir_graph g;
     ir_graph_init(&g);
@@ -121,8 +121,8 @@ kiln_status tu_run_op(const char *op, const kiln_attr *attrs, int32_t n_attrs,
         snprintf(names[i], sizeof names[i], "in%d", i);
         inames[i] = names[i];
         size_t nb = (size_t)ir_tensor_count(&in[i]) * kiln_dtype_size(in[i].dtype);
-        st = ir_graph_add_constant(&g, names[i], in[i].dtype, &in[i].shape, in[i].data, nb,
-                                   false, NULL);
+        st = ir_graph_add_constant(&g, names[i], in[i].dtype, &in[i].shape, in[i].data, nb, false,
+                                   NULL);
         if (st) goto done;
     }
     char onames_buf[16][16];

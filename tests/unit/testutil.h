@@ -31,8 +31,8 @@ double tu_max_abs(const float *a, const float *b, int64_t n);
 
 /* Asserts rel-L2 under tol, printing the first differences when not. */
 #define tu_assert_close(got, want, n, tol) tu_assert_close_(got, want, n, tol, __FILE__, __LINE__)
-void tu_assert_close_(const float *got, const float *want, int64_t n, double tol,
-                      const char *file, int line);
+void tu_assert_close_(const float *got, const float *want, int64_t n, double tol, const char *file,
+                      int line);
 
 /* A tensor for tests, owning its data (malloc). */
 ir_tensor tu_tensor(kiln_dtype dtype, int32_t rank, const int64_t *dims, const void *data);
@@ -42,13 +42,14 @@ ir_tensor tu_tensor_i64(int32_t rank, const int64_t *dims, const int64_t *data);
 ir_tensor tu_absent(void);
 void tu_tensor_free(ir_tensor *t);
 /* Shorthand for shapes: TU_DIMS(2, 3) -> rank, dims. */
-#define TU_DIMS(...) (int32_t)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
+#define TU_DIMS(...)                                                                               \
+    (int32_t)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]) { __VA_ARGS__ }
 
 /* Runs `op` on `in` (all passed as constants, so shape inference sees their values):
  * adds the node with `attrs`, infers output dtypes and shapes, allocates `out[i]`
  * (free with tu_tensor_free) and evaluates. Returns the status of the first failing
  * step (the message is in kiln_last_error()). */
-kiln_status tu_run_op(const char *op, const kiln_attr *attrs, int32_t n_attrs,
-                      const ir_tensor *in, int32_t n_in, ir_tensor *out, int32_t n_out);
+kiln_status tu_run_op(const char *op, const kiln_attr *attrs, int32_t n_attrs, const ir_tensor *in,
+                      int32_t n_in, ir_tensor *out, int32_t n_out);
 
 #endif

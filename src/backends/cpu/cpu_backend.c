@@ -19,8 +19,7 @@ static const backend_kernel g_kernels[] = {
 
 static bool kernel_serves(const backend_kernel *k, const char *op)
 {
-    return (k->op == NULL || strcmp(k->op, op) == 0) &&
-           (k->features & ~kiln_cpu_features()) == 0;
+    return (k->op == NULL || strcmp(k->op, op) == 0) && (k->features & ~kiln_cpu_features()) == 0;
 }
 
 static int32_t cpu_candidates(const ir_node *n, const ir_tensor *in, int32_t n_in,
@@ -40,8 +39,8 @@ static int32_t cpu_candidates(const ir_node *n, const ir_tensor *in, int32_t n_i
 static const backend_kernel *cpu_find(const char *op, const char *kernel)
 {
     for (int32_t i = 0; i < N_KERNELS; i++)
-        if (strcmp(g_kernels[i].name, kernel) == 0 && (g_kernels[i].op == NULL ||
-                                                       strcmp(g_kernels[i].op, op) == 0))
+        if (strcmp(g_kernels[i].name, kernel) == 0 &&
+            (g_kernels[i].op == NULL || strcmp(g_kernels[i].op, op) == 0))
             return &g_kernels[i];
     return NULL;
 }

@@ -1,0 +1,288 @@
+/* cmd_build.c - `kiln build`: turns a model into an optimized plan file and reports what
+ * the builder did (its log, layer counts, memory and plan size). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+#include "models.h"
+
+static void print_help(void)
+{
+    printf("usage: kiln build MODEL -o PLAN [options]\n"
+           "\n"
+           "Optimizes MODEL for this machine and writes the engine to the plan file PLAN,\n"
+           "which `kiln run`, `kiln bench` and `kiln inspect` (and kiln_engine_load) read.\n"
+           "\n"
+           "MODEL is, until the ONNX and Caffe importers land, one of the built-in networks:\n");
+    for (int32_t i = 0; models_name(i); i++)
+        printf("  %-9s %s\n", models_name(i), models_summary(i));
+    printf("Their weights are deterministic pseudo-random numbers (splitmix64 with the fixed\n"
+           "seed 0x%08x): every build of a model gives the same plan. They exercise the\n"
+           "optimizer and measure speed; their predictions mean nothing.\n"
+           "\n"
+           "options:\n"
+           "  -o, --output PLAN     where to write the plan (required)\n"
+           "  --batch N             batch size of a built-in network (default 1)\n"
+           "  --shapes NAME:DIMS    fix the shape of input NAME, e.g. data:8x1x28x28\n"
+           "                        (repeatable); for a built-in network this makes the batch\n"
+           "                        dimension dynamic and resolves it from DIMS\n"
+           "  --threads N           threads each context of the engine uses\n"
+           "                        (default 0: one per hardware thread)\n"
+           "  --device DEVICE       cpu (default) or cuda:N\n"
+           "  --fp16, --bf16        also allow FP16 / BF16 kernels where accuracy allows\n"
+           "  --disable-pass NAME   switch off an optimization pass (repeatable)\n"
+           "  --list-passes         print the optimization passes in order and exit\n"
+           "  -v, --verbose         log every builder decision (default: the INFO summary)\n"
+           "  -h, --help            show this help\n"
+           "\n"
+           "The build log and a summary go to stderr; stdout stays empty.\n",
+           MODELS_SEED);
+}
+
+typedef struct build_opts {
+    const char *model, *output, *device;
+    long batch, threads;
+    int batch_given;
+    uint32_t precisions;
+    kiln_log_level log_level;
+    const char **shapes; /* "NAME:DIMS" texts */
+    int n_shapes;
+    const char **disabled; /* pass names */
+    int n_disabled;
+} build_opts;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int list_passes(void)
+{
+    for (int32_t i = 0; kiln_pass_name(i); i++) printf("%s\n", kiln_pass_name(i));
+    return CLI_OK;
+}
+
+/* Splits "NAME:DIMS" at the last ':' (TensorFlow-style names such as "input:0" keep
+ * theirs) into `name` and `dims`. */
+static int parse_shape_spec(const char *spec, char *name, size_t cap, kiln_dims *dims)
+{
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec || (size_t)(colon - spec) >= cap ||
+        !cli_parse_dims(colon + 1, dims))
+        return cli_usage_error("--shapes expects NAME:DIMS such as data:1x3x224x224, got '%s'",
+                               spec);
+    memcpy(name, spec, (size_t)(colon - spec));
+    name[colon - spec] = '\0';
+    return CLI_OK;
+}
+
+static int make_config(const build_opts *o, kiln_config **out)
+{
+    kiln_config *cfg = NULL;
+    kiln_status st = kiln_config_create(&cfg);
+    if (st != KILN_OK) return cli_kiln_error(st, "cannot create a build config");
+    int rc = CLI_FAILED;
+    if ((st = kiln_config_set_log_level(cfg, o->log_level)) != KILN_OK ||
+        (st = kiln_config_set_threads(cfg, (int32_t)o->threads)) != KILN_OK) {
+        cli_kiln_error(st, "bad build setting");
+        goto fail;
+    }
+    if (o->device && (st = kiln_config_set_device(cfg, o->device)) != KILN_OK) {
+        cli_kiln_error(st, "bad --device");
+        goto fail;
+    }
+    if ((st = kiln_config_set_precisions(cfg, o->precisions)) != KILN_OK) {
+        cli_kiln_error(st, "cannot allow the requested precisions");
+        goto fail;
+    }
+    for (int i = 0; i < o->n_disabled; i++) {
+        if ((st = kiln_config_disable_pass(cfg, o->disabled[i])) != KILN_OK) {
+            cli_kiln_error(st, "--disable-pass %s", o->disabled[i]);
+            goto fail;
+        }
+    }
+    for (int i = 0; i < o->n_shapes; i++) {
+        char name[512];
+        kiln_dims dims;
+        if ((rc = parse_shape_spec(o->shapes[i], name, sizeof name, &dims)) != CLI_OK) goto fail;
+        rc = CLI_FAILED;
+        if ((st = kiln_config_set_input_shape(cfg, name, &dims)) != KILN_OK) {
+            cli_kiln_error(st, "--shapes %s", o->shapes[i]);
+            goto fail;
+        }
+    }
+    *out = cfg;
+    return CLI_OK;
+fail:
+    kiln_config_destroy(cfg);
+    return rc;
+}
+
+/* Makes the network of MODEL: a built-in name, or (later) a model file. */
+static int make_network(const build_opts *o, kiln_network **out)
+{
+    struct stat st_file;
+    if (!models_exists(o->model)) {
+        if (stat(o->model, &st_file) == 0)
+            return cli_error("cannot read '%s': model file formats are not supported yet (ONNX "
+                             "support is coming); built-in models: " MODELS_LIST,
+                             o->model);
+        return cli_error("no model '%s': not a file, and not a built-in model (" MODELS_LIST ")",
+                         o->model);
+    }
+    /* --shapes leaves the batch dynamic for the builder to fix, as with an ONNX model
+     * exported with a symbolic batch dimension. */
+    int64_t batch = o->n_shapes > 0 ? -1 : (int64_t)o->batch;
+    kiln_status st = models_create(o->model, batch, out);
+    if (st != KILN_OK) return cli_kiln_error(st, "cannot define the built-in model '%s'", o->model);
+    return CLI_OK;
+}
+
+static void print_summary(const build_opts *o, int32_t net_layers, const kiln_engine *e, double ms)
+{
+    char a[32], b[32], c[32], d[32];
+    size_t arena = kiln_engine_arena_bytes(e), acts = kiln_engine_activation_bytes(e);
+    struct stat st;
+    size_t plan = stat(o->output, &st) == 0 ? (size_t)st.st_size : 0;
+    fprintf(stderr, "kiln build: %s -> %s in %.1f ms\n", o->model, o->output, ms);
+    fprintf(stderr, "  layers       %d in the network, %d in the engine\n", (int)net_layers,
+            (int)kiln_engine_num_layers(e));
+    fprintf(stderr, "  activations  arena %s for %s of activations",
+            cli_bytes_str(arena, a, sizeof a), cli_bytes_str(acts, b, sizeof b));
+    if (acts > 0) fprintf(stderr, " (%.0f%%)", 100.0 * (double)arena / (double)acts);
+    fprintf(stderr, "\n  weights      %s\n",
+            cli_bytes_str(kiln_engine_weight_bytes(e), c, sizeof c));
+    fprintf(stderr, "  plan         %s (%zu bytes)\n", cli_bytes_str(plan, d, sizeof d), plan);
+}
+
+/* Defines the network, configures and runs the builder; `net_layers` gets the network's
+ * layer count for the summary. */
+static int build_engine(const build_opts *o, kiln_engine **out, int32_t *net_layers)
+{
+    kiln_network *net = NULL;
+    kiln_config *cfg = NULL;
+    int rc = make_network(o, &net);
+    if (rc == CLI_OK) rc = make_config(o, &cfg);
+    if (rc == CLI_OK) {
+        *net_layers = kiln_network_num_layers(net);
+        kiln_status st = kiln_build(net, cfg, out);
+        if (st != KILN_OK) rc = cli_kiln_error(st, "building '%s' failed", o->model);
+    }
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    return rc;
+}
+
+static int build(const build_opts *o)
+{
+    kiln_engine *engine = NULL;
+    int32_t net_layers = 0;
+    cli_install_logger(o->log_level);
+    double t0 = now_ms();
+    int rc = build_engine(o, &engine, &net_layers);
+    double ms = now_ms() - t0;
+    if (rc != CLI_OK) return rc;
+    kiln_status st = kiln_engine_save(engine, o->output);
+    if (st != KILN_OK)
+        rc = cli_kiln_error(st, "cannot write the plan '%s'", o->output);
+    else
+        print_summary(o, net_layers, engine, ms);
+    kiln_engine_destroy(engine);
+    return rc;
+}
+
+int cli_open_engine(const char *arg, kiln_engine **out)
+{
+    struct stat st;
+    *out = NULL;
+    cli_install_logger(KILN_LOG_WARNING);
+    if (stat(arg, &st) != 0 && models_exists(arg)) {
+        build_opts o = {.model = arg,
+                        .batch = 1,
+                        .precisions = KILN_PRECISION_FP32,
+                        .log_level = KILN_LOG_WARNING};
+        int32_t net_layers;
+        return build_engine(&o, out, &net_layers);
+    }
+    kiln_status s = kiln_engine_load(arg, out);
+    if (s == KILN_OK) return CLI_OK;
+    /* The loader's message usually names the file already. */
+    if (strstr(kiln_last_error(), arg)) return cli_kiln_error(s, "cannot load the plan");
+    return cli_kiln_error(s, "cannot load the plan '%s'", arg);
+}
+
+int cmd_build(int argc, char **argv)
+{
+    build_opts o = {.batch = 1, .precisions = KILN_PRECISION_FP32, .log_level = KILN_LOG_INFO};
+    /* At most one spec per argument, so argc bounds both lists. */
+    o.shapes = calloc((size_t)argc, sizeof *o.shapes);
+    o.disabled = calloc((size_t)argc, sizeof *o.disabled);
+    int rc = CLI_OK;
+    if (!o.shapes || !o.disabled) {
+        rc = cli_error("out of memory");
+        goto done;
+    }
+    cli_parser p;
+    cli_parser_init(&p, argc, argv);
+    const char *a, *v;
+    while (rc == CLI_OK && (a = cli_next(&p)) != NULL) {
+        if (!cli_is_option(&p)) {
+            if (o.model) rc = cli_usage_error("more than one MODEL ('%s' and '%s')", o.model, a);
+            o.model = a;
+        } else if (cli_match(&p, "--help", "-h")) {
+            print_help();
+            goto done;
+        } else if (cli_match(&p, "--list-passes", NULL)) {
+            rc = cli_no_value(&p) ? list_passes() : CLI_USAGE;
+            goto done;
+        } else if (cli_match(&p, "--output", "-o")) {
+            if (!(v = cli_value(&p))) rc = CLI_USAGE;
+            o.output = v;
+        } else if (cli_match(&p, "--batch", NULL)) {
+            if (!(v = cli_value(&p)) || !cli_parse_int("--batch", v, 1, 1L << 20, &o.batch))
+                rc = CLI_USAGE;
+            o.batch_given = 1;
+        } else if (cli_match(&p, "--shapes", NULL)) {
+            if (!(v = cli_value(&p))) rc = CLI_USAGE;
+            o.shapes[o.n_shapes++] = v;
+        } else if (cli_match(&p, "--threads", NULL)) {
+            if (!(v = cli_value(&p)) || !cli_parse_int("--threads", v, 0, 4096, &o.threads))
+                rc = CLI_USAGE;
+        } else if (cli_match(&p, "--device", NULL)) {
+            if (!(o.device = cli_value(&p))) rc = CLI_USAGE;
+        } else if (cli_match(&p, "--disable-pass", NULL)) {
+            if (!(v = cli_value(&p))) rc = CLI_USAGE;
+            o.disabled[o.n_disabled++] = v;
+        } else if (cli_match(&p, "--fp16", NULL)) {
+            o.precisions |= KILN_PRECISION_FP16;
+            if (!cli_no_value(&p)) rc = CLI_USAGE;
+        } else if (cli_match(&p, "--bf16", NULL)) {
+            o.precisions |= KILN_PRECISION_BF16;
+            if (!cli_no_value(&p)) rc = CLI_USAGE;
+        } else if (cli_match(&p, "--verbose", "-v")) {
+            o.log_level = KILN_LOG_VERBOSE;
+            if (!cli_no_value(&p)) rc = CLI_USAGE;
+        } else {
+            rc = cli_unknown_option(&p);
+        }
+    }
+    if (rc != CLI_OK) goto done;
+    if (!o.model) {
+        rc = cli_usage_error("missing MODEL");
+    } else if (!o.output) {
+        rc = cli_usage_error("missing -o PLAN (where to write the plan)");
+    } else if (o.batch_given && o.n_shapes > 0) {
+        rc = cli_usage_error("--batch and --shapes both set the batch size; give one of them");
+    } else {
+        rc = build(&o);
+    }
+done:
+    free(o.shapes);
+    free(o.disabled);
+    return rc;
+}
