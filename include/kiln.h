@@ -171,6 +171,20 @@ KILN_API int32_t kiln_network_num_layers(const kiln_network *net);
 KILN_API int32_t kiln_network_num_inputs(const kiln_network *net);
 KILN_API int32_t kiln_network_num_outputs(const kiln_network *net);
 
+/* ---- importers ------------------------------------------------------------------------ */
+
+/* Adds the graph of an ONNX model file to `net` (normally empty): inputs, initializers as
+ * constants, layers, outputs. External data files are read from the model's directory
+ * only. A model using ops kiln lacks fails with one message listing all of them. */
+KILN_API kiln_status kiln_onnx_parse_file(kiln_network *net, const char *path);
+/* The same from memory; `base_dir` is where external data files live (NULL: the model
+ * may not use external data). */
+KILN_API kiln_status kiln_onnx_parse_memory(kiln_network *net, const void *data, size_t size,
+                                            const char *base_dir);
+/* Whether the ONNX importer handles op `op_type` of `domain` ("" or "ai.onnx" is the
+ * default domain) at opset `opset`: 1 yes, 0 no. */
+KILN_API int kiln_onnx_op_supported(const char *domain, const char *op_type, int64_t opset);
+
 /* Whether kiln knows an op by this name (1) or not (0). */
 KILN_API int kiln_op_supported(const char *op);
 

@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 __all__ = [
-    "KilnError", "load_library", "lib", "version", "op_supported", "Network", "Engine",
+    "KilnError", "load_library", "lib", "version", "op_supported", "onnx_op_supported", "Network", "Engine",
     "Context", "build", "run_op", "rel_l2", "assert_close", "assert_equal", "DTYPES",
 ]
 
@@ -182,6 +182,10 @@ def _declare(lib):
         "kiln_context_set_threads": (st, [P, i32]),
         "kiln_context_run": (st, [P]),
         "kiln_free": (None, [P]),
+        "kiln_engine_build_info": (cs, [P]),
+        "kiln_onnx_parse_file": (st, [P, cs]),
+        "kiln_onnx_parse_memory": (st, [P, P, sz, cs]),
+        "kiln_onnx_op_supported": (ctypes.c_int, [cs, cs, ctypes.c_int64]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name, None)
@@ -234,6 +238,11 @@ def status_name(status):
 
 def version():
     return _s(lib().kiln_version())
+
+
+def onnx_op_supported(op_type, domain="", opset=25):
+    """Whether the ONNX importer handles this op at this opset."""
+    return bool(lib().kiln_onnx_op_supported(_b(domain), _b(op_type), int(opset)))
 
 
 def op_supported(op):
@@ -358,6 +367,30 @@ class Network:
         _check(lib().kiln_network_add_layer(self._h, _b(op), _b(name) if name else None,
                                             ins, len(inputs), outs, len(outputs), arr, n))
         del keep_i, keep_o, keep_a
+
+    @classmethod
+    def from_onnx(cls, path):
+        """A network parsed from an ONNX model file."""
+        net = cls()
+        try:
+            _check(lib().kiln_onnx_parse_file(net._h, _b(os.fspath(path))))
+        except BaseException:
+            net.close()
+            raise
+        return net
+
+    @classmethod
+    def from_onnx_bytes(cls, data, base_dir=None):
+        """A network parsed from serialized ONNX bytes."""
+        net = cls()
+        buf = ctypes.create_string_buffer(bytes(data), len(data))
+        try:
+            _check(lib().kiln_onnx_parse_memory(net._h, buf, len(data),
+                                                _b(os.fspath(base_dir)) if base_dir else None))
+        except BaseException:
+            net.close()
+            raise
+        return net
 
     def mark_output(self, name):
         _check(lib().kiln_network_mark_output(self._h, _b(name)))
