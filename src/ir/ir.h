@@ -174,6 +174,7 @@ IR_OP_GROUP(elementwise)
 IR_OP_GROUP(nn)
 IR_OP_GROUP(linalg)
 IR_OP_GROUP(shape)
+IR_OP_GROUP(extra)
 
 /* ---- helpers shared by op files ---- */
 
