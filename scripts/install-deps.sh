@@ -3,7 +3,8 @@
 # Runs apt-get as root, or through sudo otherwise.
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libcmocka-dev python3 python3-venv python3-pip)
+pkgs=(build-essential cmake pkg-config libcmocka-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+      python3 python3-venv python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
