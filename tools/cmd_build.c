@@ -16,12 +16,14 @@ static void print_help(void)
            "Optimizes MODEL for this machine and writes the engine to the plan file PLAN,\n"
            "which `kiln run`, `kiln bench` and `kiln inspect` (and kiln_engine_load) read.\n"
            "\n"
-           "MODEL is, until the ONNX and Caffe importers land, one of the built-in networks:\n");
+           "MODEL is an ONNX model file (opsets 7 to 28; external data is read from the\n"
+           "model's directory), or one of the built-in networks:\n");
     for (int32_t i = 0; models_name(i); i++)
         printf("  %-9s %s\n", models_name(i), models_summary(i));
-    printf("Their weights are deterministic pseudo-random numbers (splitmix64 with the fixed\n"
-           "seed 0x%08x): every build of a model gives the same plan. They exercise the\n"
-           "optimizer and measure speed; their predictions mean nothing.\n"
+    printf("The built-ins' weights are deterministic pseudo-random numbers (splitmix64 with\n"
+           "the fixed seed 0x%08x): every build gives the same plan. They exercise the\n"
+           "optimizer and measure speed; their predictions mean nothing. An ONNX input with\n"
+           "a symbolic dimension needs its shape from --shapes.\n"
            "\n"
            "options:\n"
            "  -o, --output PLAN     where to write the plan (required)\n"
@@ -123,18 +125,19 @@ fail:
     return rc;
 }
 
-/* Makes the network of MODEL: a built-in name, or (later) a model file. */
+/* Makes the network of MODEL: an ONNX model file, or a built-in network's name. */
 static int make_network(const build_opts *o, kiln_network **out)
 {
     struct stat st_file;
-    if (!models_exists(o->model)) {
-        if (stat(o->model, &st_file) == 0)
-            return cli_error("cannot read '%s': model file formats are not supported yet (ONNX "
-                             "support is coming); built-in models: " MODELS_LIST,
-                             o->model);
+    if (stat(o->model, &st_file) == 0) {
+        kiln_status st = kiln_network_create(out);
+        if (st == KILN_OK) st = kiln_onnx_parse_file(*out, o->model);
+        if (st != KILN_OK) return cli_kiln_error(st, "cannot import '%s'", o->model);
+        return CLI_OK;
+    }
+    if (!models_exists(o->model))
         return cli_error("no model '%s': not a file, and not a built-in model (" MODELS_LIST ")",
                          o->model);
-    }
     /* --shapes leaves the batch dynamic for the builder to fix, as with an ONNX model
      * exported with a symbolic batch dimension. */
     int64_t batch = o->n_shapes > 0 ? -1 : (int64_t)o->batch;
@@ -196,12 +199,19 @@ static int build(const build_opts *o)
     return rc;
 }
 
+bool cli_is_onnx_file(const char *path)
+{
+    size_t n = strlen(path);
+    struct stat st;
+    return n > 5 && strcmp(path + n - 5, ".onnx") == 0 && stat(path, &st) == 0;
+}
+
 int cli_open_engine(const char *arg, kiln_engine **out)
 {
     struct stat st;
     *out = NULL;
     cli_install_logger(KILN_LOG_WARNING);
-    if (stat(arg, &st) != 0 && models_exists(arg)) {
+    if ((stat(arg, &st) != 0 && models_exists(arg)) || cli_is_onnx_file(arg)) {
         build_opts o = {.model = arg,
                         .batch = 1,
                         .precisions = KILN_PRECISION_FP32,

@@ -188,8 +188,8 @@ expect_fail "build without -o" 2 "$KILN" build lenet
 expect_fail "unknown model" 1 "$KILN" build nosuchnet -o "$T/x.plan"
 
 printf 'not onnx' >"$T/model.onnx"
-expect_fail "model file formats not supported yet" 1 "$KILN" build "$T/model.onnx" -o "$T/x.plan"
-expect "... and the message says so" "grep -q 'not supported yet' '$T/err' && grep -q lenet '$T/err'"
+expect_fail "a file that is not ONNX" 1 "$KILN" build "$T/model.onnx" -o "$T/x.plan"
+expect "... and the message says so" "grep -q 'not a valid ONNX model' '$T/err' && grep -q 'model.onnx' '$T/err'"
 
 expect_fail "inspect a missing plan" 1 "$KILN" inspect "$T/nope.plan"
 expect_fail "run a missing plan" 1 "$KILN" run "$T/nope.plan" --input "data=$T/digit.npy"

@@ -13,9 +13,16 @@
 
 /* ---- protobuf-c allocation through kiln's allocator (so tests can make it fail) ---- */
 
-static void *pb_alloc(void *data, size_t size) { return kiln_malloc(size); }
+/* allocator_data points at a flag set when an allocation fails, so that a failed decode
+ * can be told apart from a malformed file. */
+static void *pb_alloc(void *data, size_t size)
+{
+    void *p = kiln_malloc(size);
+    if (!p) *(bool *)data = true;
+    return p;
+}
+
 static void pb_free(void *data, void *p) { kiln_free(p); }
-static ProtobufCAllocator g_pb_alloc = {pb_alloc, pb_free, NULL};
 
 /* ---- names ---- */
 
@@ -23,8 +30,7 @@ const char *onnx_fresh_name(onnx_ctx *c, const char *node, const char *hint)
 {
     char buf[512];
     for (;;) {
-        snprintf(buf, sizeof buf, "%.200s::%.200s%s%d", node, hint, c->fresh ? "_" : "",
-                 c->fresh);
+        snprintf(buf, sizeof buf, "%.200s::%.200s%s%d", node, hint, c->fresh ? "_" : "", c->fresh);
         c->fresh++;
         if (ir_graph_find_value(c->g, buf) < 0 && kiln_strmap_get(&c->g->node_by_name, buf) < 0)
             return kiln_arena_strdup(&c->g->arena, buf);
@@ -50,9 +56,9 @@ static kiln_dtype dtype_of(int32_t onnx_type)
 
 static const char *onnx_type_name(int32_t t)
 {
-    static const char *names[] = {"undefined", "float",  "uint8",     "int8",    "uint16",
-                                  "int16",     "int32",  "int64",     "string",  "bool",
-                                  "float16",   "double", "uint32",    "uint64",  "complex64",
+    static const char *names[] = {"undefined",  "float",   "uint8",  "int8",   "uint16",
+                                  "int16",      "int32",   "int64",  "string", "bool",
+                                  "float16",    "double",  "uint32", "uint64", "complex64",
                                   "complex128", "bfloat16"};
     if (t >= 0 && t < (int32_t)(sizeof names / sizeof *names)) return names[t];
     return t >= 17 && t <= 26 ? "a float8/int4/float4 type" : "unknown";
@@ -113,7 +119,8 @@ static kiln_status read_external(onnx_ctx *c, const Onnx__TensorProto *t, const 
             errno = 0;
             long long v = strtoll(e->value, &end, 10);
             if (errno || end == e->value || *end || v < 0)
-                return kiln_error(KILN_ERR_PARSE, "%s: tensor '%s': external data %s '%s' is not a valid size",
+                return kiln_error(KILN_ERR_PARSE,
+                                  "%s: tensor '%s': external data %s '%s' is not a valid size",
                                   c->source, name, e->key, e->value);
             if (e->key[0] == 'o')
                 offset = v;
@@ -138,9 +145,10 @@ static kiln_status read_external(onnx_ctx *c, const Onnx__TensorProto *t, const 
     kiln_status st = KILN_OK;
     if (fstat(fileno(f), &sb) != 0 || offset > (int64_t)sb.st_size ||
         bytes > (uint64_t)(sb.st_size - offset)) {
-        st = kiln_error(KILN_ERR_PARSE,
-                        "%s: tensor '%s': '%s' holds %lld bytes, the tensor needs %zu at offset %lld",
-                        c->source, name, path, (long long)sb.st_size, bytes, (long long)offset);
+        st = kiln_error(
+            KILN_ERR_PARSE,
+            "%s: tensor '%s': '%s' holds %lld bytes, the tensor needs %zu at offset %lld",
+            c->source, name, path, (long long)sb.st_size, bytes, (long long)offset);
         goto done;
     }
     *out = kiln_malloc(bytes ? bytes : 1);
@@ -160,15 +168,16 @@ done:
 
 /* Unpacks a TensorProto's values into a dense buffer (owned by the caller when *owned). */
 static kiln_status tensor_data(onnx_ctx *c, const Onnx__TensorProto *t, const char *name,
-                               kiln_dtype *dtype, kiln_dims *shape, const void **data,
-                               void **owned, size_t *nbytes)
+                               kiln_dtype *dtype, kiln_dims *shape, const void **data, void **owned,
+                               size_t *nbytes)
 {
     *owned = NULL;
     *data = NULL;
     *dtype = dtype_of(t->data_type);
     if (*dtype == KILN_DTYPE_UNDEFINED)
-        return kiln_error(KILN_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which kiln does not support",
-                          c->source, name, onnx_type_name(t->data_type));
+        return kiln_error(KILN_ERR_UNSUPPORTED,
+                          "%s: tensor '%s' has dtype %s, which kiln does not support", c->source,
+                          name, onnx_type_name(t->data_type));
     if (t->segment)
         return kiln_error(KILN_ERR_UNSUPPORTED, "%s: tensor '%s' is segmented", c->source, name);
     if (t->n_dims > KILN_MAX_RANK)
@@ -192,7 +201,8 @@ static kiln_status tensor_data(onnx_ctx *c, const Onnx__TensorProto *t, const ch
     }
     if (t->has_raw_data && (t->raw_data.len > 0 || count == 0)) {
         if (t->raw_data.len != *nbytes)
-            return kiln_error(KILN_ERR_PARSE, "%s: tensor '%s': raw_data holds %zu bytes, its shape needs %zu",
+            return kiln_error(KILN_ERR_PARSE,
+                              "%s: tensor '%s': raw_data holds %zu bytes, its shape needs %zu",
                               c->source, name, t->raw_data.len, *nbytes);
         *data = t->raw_data.data;
         return KILN_OK;
@@ -206,8 +216,9 @@ static kiln_status tensor_data(onnx_ctx *c, const Onnx__TensorProto *t, const ch
     default: have = t->n_int32_data, field = "int32_data"; break;
     }
     if (have != (size_t)count)
-        return kiln_error(KILN_ERR_PARSE, "%s: tensor '%s': %s holds %zu values, its shape needs %lld",
-                          c->source, name, field, have, (long long)count);
+        return kiln_error(KILN_ERR_PARSE,
+                          "%s: tensor '%s': %s holds %zu values, its shape needs %lld", c->source,
+                          name, field, have, (long long)count);
     if (*dtype == KILN_DTYPE_F32 && sizeof(float) == 4) {
         *data = t->float_data;
         return KILN_OK;
@@ -221,7 +232,8 @@ static kiln_status tensor_data(onnx_ctx *c, const Onnx__TensorProto *t, const ch
         return KILN_OK;
     }
     uint8_t *buf = kiln_malloc(*nbytes ? *nbytes : 1);
-    if (!buf) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory converting tensor '%s'", name);
+    if (!buf)
+        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory converting tensor '%s'", name);
     for (int64_t i = 0; i < count; i++) {
         int32_t v = t->int32_data[i];
         if (es == 1)
@@ -277,8 +289,8 @@ kiln_status onnx_add_const(onnx_ctx *c, const onnx_node *n, const char *hint, ki
     return ir_graph_add_constant(c->g, *name, dtype, shape, data, nbytes, true, NULL);
 }
 
-kiln_status onnx_add_const_i64(onnx_ctx *c, const onnx_node *n, const char *hint,
-                               const int64_t *v, int32_t count, const char **name)
+kiln_status onnx_add_const_i64(onnx_ctx *c, const onnx_node *n, const char *hint, const int64_t *v,
+                               int32_t count, const char **name)
 {
     kiln_dims s = {1, {count}};
     return onnx_add_const(c, n, hint, KILN_DTYPE_I64, &s, count ? (const void *)v : "",
@@ -325,21 +337,25 @@ static kiln_status convert_attrs(onnx_ctx *c, onnx_node *n)
                               c->source, n->name, n->op, i);
         int t = a->has_type ? (int)a->type : 0;
         if (!t) {
-            if (a->n_ints) t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
-            else if (a->n_floats) t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
-            else if (a->has_s) t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
-            else if (a->t) t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
-            else if (a->has_f) t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-            else if (a->has_i) t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+            if (a->n_ints)
+                t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+            else if (a->n_floats)
+                t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
+            else if (a->has_s)
+                t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+            else if (a->t)
+                t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+            else if (a->has_f)
+                t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+            else if (a->has_i)
+                t = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
         }
         kiln_attr k;
         memset(&k, 0, sizeof k);
         k.name = kiln_arena_strdup(&c->g->arena, a->name);
         if (!k.name) return KILN_ERR_OUT_OF_MEMORY;
         switch (t) {
-        case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT:
-            k.type = KILN_ATTR_INT, k.i = a->i;
-            break;
+        case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT: k.type = KILN_ATTR_INT, k.i = a->i; break;
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT:
             k.type = KILN_ATTR_FLOAT, k.f = a->f;
             break;
@@ -376,8 +392,8 @@ static kiln_status convert_attrs(onnx_ctx *c, onnx_node *n)
 /* ---- layers ---- */
 
 kiln_status onnx_emit(onnx_ctx *c, const onnx_node *n, const char *op, const char *name,
-                      const char *const *in, int32_t n_in, const char *const *out,
-                      int32_t n_out, const kiln_attr *attrs, int32_t n_attrs)
+                      const char *const *in, int32_t n_in, const char *const *out, int32_t n_out,
+                      const kiln_attr *attrs, int32_t n_attrs)
 {
     if (!name) {
         name = onnx_fresh_name(c, n->name, op);
@@ -401,7 +417,8 @@ static int64_t domain_opset(const Onnx__ModelProto *m, const char *domain)
 {
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const char *d = m->opset_import[i]->domain;
-        if ((default_domain(d) && default_domain(domain)) || (d && domain && strcmp(d, domain) == 0))
+        if ((default_domain(d) && default_domain(domain)) ||
+            (d && domain && strcmp(d, domain) == 0))
             return m->opset_import[i]->version;
     }
     return -1;
@@ -457,15 +474,19 @@ static kiln_status add_inputs(onnx_ctx *c, const Onnx__GraphProto *g, kiln_strma
         if (kiln_strmap_get(inits, v->name) >= 0) continue; /* an initializer: a constant */
         const Onnx__TypeProto *t = v->type;
         if (!t || t->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !t->tensor_type)
-            return kiln_error(KILN_ERR_UNSUPPORTED, "%s: input '%s' is not a tensor (sequences, maps and optionals are not supported)",
-                              c->source, v->name);
+            return kiln_error(
+                KILN_ERR_UNSUPPORTED,
+                "%s: input '%s' is not a tensor (sequences, maps and optionals are not supported)",
+                c->source, v->name);
         const Onnx__TypeProto__Tensor *tt = t->tensor_type;
         kiln_dtype dt = dtype_of(tt->elem_type);
         if (dt == KILN_DTYPE_UNDEFINED)
-            return kiln_error(KILN_ERR_UNSUPPORTED, "%s: input '%s' has dtype %s, which kiln does not support",
-                              c->source, v->name, onnx_type_name(tt->elem_type));
+            return kiln_error(KILN_ERR_UNSUPPORTED,
+                              "%s: input '%s' has dtype %s, which kiln does not support", c->source,
+                              v->name, onnx_type_name(tt->elem_type));
         if (!tt->shape)
-            return kiln_error(KILN_ERR_UNSUPPORTED, "%s: input '%s' has no shape (not even a rank) in the model",
+            return kiln_error(KILN_ERR_UNSUPPORTED,
+                              "%s: input '%s' has no shape (not even a rank) in the model",
                               c->source, v->name);
         if (tt->shape->n_dim > KILN_MAX_RANK)
             return kiln_error(KILN_ERR_UNSUPPORTED, "%s: input '%s' has rank %zu (kiln allows %d)",
@@ -500,8 +521,8 @@ static kiln_status prepare_node(onnx_ctx *c, const Onnx__ModelProto *m, size_t i
     const char *name = p->name && *p->name ? p->name : NULL;
     if (!name || kiln_strmap_get(names, name) >= 0 || strlen(name) > 1024) {
         for (int k = 0;; k++) {
-            snprintf(buf, sizeof buf, "%.200s_%zu%s", name && strlen(name) <= 200 ? name : p->op_type,
-                     index, k ? "_" : "");
+            snprintf(buf, sizeof buf, "%.200s_%zu%s",
+                     name && strlen(name) <= 200 ? name : p->op_type, index, k ? "_" : "");
             if (k) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%d", k);
             if (kiln_strmap_get(names, buf) < 0) break;
         }
@@ -524,7 +545,8 @@ static kiln_status prepare_node(onnx_ctx *c, const Onnx__ModelProto *m, size_t i
     int32_t n_out = (int32_t)p->n_output;
     while (n_out > 0 && (!p->output[n_out - 1] || !*p->output[n_out - 1])) n_out--;
     for (int32_t k = 0; k < n_out; k++) {
-        n->out[k] = p->output[k] && *p->output[k] ? p->output[k] : onnx_fresh_name(c, n->name, "unused");
+        n->out[k] =
+            p->output[k] && *p->output[k] ? p->output[k] : onnx_fresh_name(c, n->name, "unused");
         if (!n->out[k]) return KILN_ERR_OUT_OF_MEMORY;
     }
     n->n_out = n_out;
@@ -548,7 +570,8 @@ static kiln_status import_graph(onnx_ctx *c, const Onnx__ModelProto *m)
         KILN_CHECK(kiln_strmap_put(&inits, t->name, (int32_t)i));
     }
     if (g->n_sparse_initializer) {
-        st = kiln_error(KILN_ERR_UNSUPPORTED, "%s: sparse initializers are not supported", c->source);
+        st = kiln_error(KILN_ERR_UNSUPPORTED, "%s: sparse initializers are not supported",
+                        c->source);
         goto fail;
     }
     KILN_CHECK(add_inputs(c, g, &inits));
@@ -586,7 +609,11 @@ static kiln_status import_model(kiln_network *net, const void *data, size_t size
         return kiln_error(KILN_ERR_INVALID_ARGUMENT, "ONNX import: network or data is NULL");
     if (net->g.n_nodes || net->g.n_values)
         return kiln_error(KILN_ERR_INVALID_ARGUMENT, "ONNX import: the network is not empty");
-    Onnx__ModelProto *m = onnx__model_proto__unpack(&g_pb_alloc, size, data);
+    bool oom = false;
+    ProtobufCAllocator pba = {pb_alloc, pb_free, &oom};
+    Onnx__ModelProto *m = onnx__model_proto__unpack(&pba, size, data);
+    if (!m && oom)
+        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "%s: out of memory decoding the model", source);
     if (!m)
         return kiln_error(KILN_ERR_PARSE,
                           "%s: not a valid ONNX model (%zu bytes that do not decode as a "
@@ -599,17 +626,19 @@ static kiln_status import_model(kiln_network *net, const void *data, size_t size
         goto done;
     }
     if (c.opset < 0) {
-        st = kiln_error(KILN_ERR_PARSE, "%s: the model imports no opset of the default ONNX domain", source);
+        st = kiln_error(KILN_ERR_PARSE, "%s: the model imports no opset of the default ONNX domain",
+                        source);
         goto done;
     }
     if (c.opset < ONNX_MIN_OPSET || c.opset > ONNX_MAX_OPSET) {
-        st = kiln_error(KILN_ERR_UNSUPPORTED, "%s: opset %lld of the default domain; kiln reads opsets %d to %d",
-                        source, (long long)c.opset, ONNX_MIN_OPSET, ONNX_MAX_OPSET);
+        st = kiln_error(KILN_ERR_UNSUPPORTED,
+                        "%s: opset %lld of the default domain; kiln reads opsets %d to %d", source,
+                        (long long)c.opset, ONNX_MIN_OPSET, ONNX_MAX_OPSET);
         goto done;
     }
     st = import_graph(&c, m);
 done:
-    onnx__model_proto__free_unpacked(m, &g_pb_alloc);
+    onnx__model_proto__free_unpacked(m, &pba);
     if (st) {
         /* Leave the network empty rather than half imported. */
         ir_graph_free(&net->g);
@@ -626,7 +655,8 @@ kiln_status kiln_onnx_parse_memory(kiln_network *net, const void *data, size_t s
 
 kiln_status kiln_onnx_parse_file(kiln_network *net, const char *path)
 {
-    if (!net || !path) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_onnx_parse_file: NULL argument");
+    if (!net || !path)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_onnx_parse_file: NULL argument");
     FILE *f = fopen(path, "rb");
     if (!f) return kiln_error(KILN_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     struct stat sb;
@@ -637,14 +667,16 @@ kiln_status kiln_onnx_parse_file(kiln_network *net, const char *path)
     /* protobuf limits a message to 2 GiB; larger models keep weights in external files. */
     if (sb.st_size > INT32_MAX) {
         fclose(f);
-        return kiln_error(KILN_ERR_PARSE, "'%s': %lld bytes is over protobuf's 2 GiB limit (use external data)",
+        return kiln_error(KILN_ERR_PARSE,
+                          "'%s': %lld bytes is over protobuf's 2 GiB limit (use external data)",
                           path, (long long)sb.st_size);
     }
     size_t size = (size_t)sb.st_size;
     void *buf = kiln_malloc(size ? size : 1);
     if (!buf) {
         fclose(f);
-        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory reading '%s' (%zu bytes)", path, size);
+        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory reading '%s' (%zu bytes)", path,
+                          size);
     }
     size_t got = fread(buf, 1, size, f);
     fclose(f);

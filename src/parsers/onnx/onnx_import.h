@@ -39,8 +39,8 @@ const char *onnx_fresh_name(onnx_ctx *c, const char *node, const char *hint);
 kiln_status onnx_add_const(onnx_ctx *c, const onnx_node *n, const char *hint, kiln_dtype dtype,
                            const kiln_dims *shape, const void *data, size_t nbytes,
                            const char **name);
-kiln_status onnx_add_const_i64(onnx_ctx *c, const onnx_node *n, const char *hint,
-                               const int64_t *v, int32_t count, const char **name);
+kiln_status onnx_add_const_i64(onnx_ctx *c, const onnx_node *n, const char *hint, const int64_t *v,
+                               int32_t count, const char **name);
 kiln_status onnx_add_const_f32_scalar(onnx_ctx *c, const onnx_node *n, const char *hint, float v,
                                       const char **name);
 
@@ -57,8 +57,8 @@ const Onnx__AttributeProto *onnx_attr_proto(const onnx_node *n, const char *name
 
 /* Adds a layer to the network (errors name the ONNX node). */
 kiln_status onnx_emit(onnx_ctx *c, const onnx_node *n, const char *op, const char *name,
-                      const char *const *in, int32_t n_in, const char *const *out,
-                      int32_t n_out, const kiln_attr *attrs, int32_t n_attrs);
+                      const char *const *in, int32_t n_in, const char *const *out, int32_t n_out,
+                      const kiln_attr *attrs, int32_t n_attrs);
 
 /* Converts one node (opset adaptations, then onnx_emit). */
 kiln_status onnx_convert_node(onnx_ctx *c, const onnx_node *n);

@@ -73,7 +73,8 @@ static kiln_status ints_to_input(onnx_ctx *c, const onnx_node *n, const char *at
 {
     const kiln_attr *a = onnx_attr(n, attr);
     if (!a) return KILN_OK;
-    if (a->type != KILN_ATTR_INTS) return node_error(c, n, KILN_ERR_PARSE, "attribute must be ints");
+    if (a->type != KILN_ATTR_INTS)
+        return node_error(c, n, KILN_ERR_PARSE, "attribute must be ints");
     const char *name;
     KILN_TRY(onnx_add_const_i64(c, n, attr, a->ints, a->count, &name));
     inputs_set(in, at, name);
@@ -138,7 +139,8 @@ static kiln_status conv_topk(onnx_ctx *c, const onnx_node *n)
     attrs_without(n, &l, NULL);
     if (n->opset >= 10) return emit_same(c, n, &l);
     const kiln_attr *k = onnx_attr(n, "k");
-    if (!k || k->type != KILN_ATTR_INT) return node_error(c, n, KILN_ERR_PARSE, "needs attribute 'k'");
+    if (!k || k->type != KILN_ATTR_INT)
+        return node_error(c, n, KILN_ERR_PARSE, "needs attribute 'k'");
     const char *name;
     KILN_TRY(onnx_add_const_i64(c, n, "k", &k->i, 1, &name));
     input_list in;
@@ -220,7 +222,8 @@ static kiln_status conv_batchnorm(onnx_ctx *c, const onnx_node *n)
 {
     const kiln_attr *sp = onnx_attr(n, "spatial");
     if (sp && sp->i != 1)
-        return node_error(c, n, KILN_ERR_UNSUPPORTED, "spatial=0 (per-activation statistics) is not supported");
+        return node_error(c, n, KILN_ERR_UNSUPPORTED,
+                          "spatial=0 (per-activation statistics) is not supported");
     const kiln_attr *test = onnx_attr(n, "is_test");
     if (n->opset < 7 && (!test || test->i == 0))
         return node_error(c, n, KILN_ERR_UNSUPPORTED, "training mode is not supported");
@@ -239,7 +242,8 @@ static kiln_status conv_dropout(onnx_ctx *c, const onnx_node *n)
     if (n->n_in >= 3 && *n->in[2]) {
         int32_t v = ir_graph_find_value(c->g, n->in[2]);
         const ir_value *tm = v >= 0 ? &c->g->values[v] : NULL;
-        if (!tm || tm->kind != IR_VALUE_CONSTANT || tm->nbytes < 1 || ((const uint8_t *)tm->data)[0])
+        if (!tm || tm->kind != IR_VALUE_CONSTANT || tm->nbytes < 1 ||
+            ((const uint8_t *)tm->data)[0])
             return node_error(c, n, KILN_ERR_UNSUPPORTED,
                               "training_mode must be a constant false at inference");
     }
@@ -269,12 +273,14 @@ static kiln_status conv_constant(onnx_ctx *c, const onnx_node *n)
         st = ir_graph_add_constant(c->g, n->out[0], KILN_DTYPE_I64, &s, &a->i, 8, true, NULL);
     } else if ((a = onnx_attr(n, "value_floats")) != NULL) {
         kiln_dims s = {1, {a->count}};
-        st = ir_graph_add_constant(c->g, n->out[0], KILN_DTYPE_F32, &s, a->count ? (const void *)a->floats : "",
-                                   4 * (size_t)a->count, true, NULL);
+        st = ir_graph_add_constant(c->g, n->out[0], KILN_DTYPE_F32, &s,
+                                   a->count ? (const void *)a->floats : "", 4 * (size_t)a->count,
+                                   true, NULL);
     } else if ((a = onnx_attr(n, "value_ints")) != NULL) {
         kiln_dims s = {1, {a->count}};
-        st = ir_graph_add_constant(c->g, n->out[0], KILN_DTYPE_I64, &s, a->count ? (const void *)a->ints : "",
-                                   8 * (size_t)a->count, true, NULL);
+        st = ir_graph_add_constant(c->g, n->out[0], KILN_DTYPE_I64, &s,
+                                   a->count ? (const void *)a->ints : "", 8 * (size_t)a->count,
+                                   true, NULL);
     } else {
         return node_error(c, n, KILN_ERR_UNSUPPORTED,
                           "needs a value, value_float(s) or value_int(s) attribute (strings and "
@@ -314,8 +320,9 @@ static kiln_status conv_resize(onnx_ctx *c, const onnx_node *n)
             return node_error(c, n, KILN_ERR_PARSE, "needs attribute 'scales'");
         kiln_dims d = {1, {s->count}};
         const char *name;
-        KILN_TRY(onnx_add_const(c, n, "scales", KILN_DTYPE_F32, &d, s->count ? (const void *)s->floats : "",
-                                4 * (size_t)s->count, &name));
+        KILN_TRY(onnx_add_const(c, n, "scales", KILN_DTYPE_F32, &d,
+                                s->count ? (const void *)s->floats : "", 4 * (size_t)s->count,
+                                &name));
         inputs_set(&in, 2, name);
     } else {
         if (n->n_in < 2) return node_error(c, n, KILN_ERR_PARSE, "needs a scales input");
@@ -346,7 +353,8 @@ static kiln_status conv_drop_legacy(onnx_ctx *c, const onnx_node *n)
     static const char *drop[] = {"consumed_inputs", "broadcast", NULL};
     const kiln_attr *b = onnx_attr(n, "axis");
     if (onnx_attr(n, "broadcast") && b && (strcmp(n->op, "Add") == 0 || strcmp(n->op, "Mul") == 0))
-        return node_error(c, n, KILN_ERR_UNSUPPORTED, "legacy broadcast with an axis is not supported");
+        return node_error(c, n, KILN_ERR_UNSUPPORTED,
+                          "legacy broadcast with an axis is not supported");
     attr_list l;
     attrs_without(n, &l, drop);
     return emit_same(c, n, &l);
@@ -418,6 +426,7 @@ kiln_status onnx_convert_node(onnx_ctx *c, const onnx_node *n)
     if (cv) return cv->fn(c, n);
     attr_list l;
     attrs_without(n, &l, NULL);
-    if (n->n_attrs > MAX_ATTRS) return node_error(c, n, KILN_ERR_UNSUPPORTED, "too many attributes");
+    if (n->n_attrs > MAX_ATTRS)
+        return node_error(c, n, KILN_ERR_UNSUPPORTED, "too many attributes");
     return emit_same(c, n, &l);
 }
