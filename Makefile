@@ -34,6 +34,10 @@ venv: deps $(VENV)/.installed
 test-unit: build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
+# Generated test models (ONNX node cases, whole networks) are cached once for both builds.
+export KILN_MODEL_CACHE ?= $(abspath $(BUILD))/onnx-models
+export KILN_NODE_CACHE  ?= $(abspath $(BUILD))/onnx-node-tests
+
 test-python: build venv
 	KILN_LIB=$(abspath $(BUILD))/libkiln.so $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
 
@@ -51,14 +55,16 @@ test-asan: asan venv
 test: test-unit test-python test-asan
 
 demo: build
-	@echo "== build a LeNet-shaped network into a plan"
-	$(BUILD)/kiln build lenet -o $(BUILD)/lenet.plan
+	@echo "== build the trained digit classifier (ONNX, scripts/train_digits.py) into a plan"
+	$(BUILD)/kiln build models/digits/digits.onnx --shapes pixels:450x64 -o $(BUILD)/digits.plan
 	@echo "== inspect the plan"
-	$(BUILD)/kiln inspect $(BUILD)/lenet.plan
+	$(BUILD)/kiln inspect $(BUILD)/digits.plan
 	@echo "== benchmark it"
-	$(BUILD)/kiln bench $(BUILD)/lenet.plan --iterations 50
+	$(BUILD)/kiln bench $(BUILD)/digits.plan --iterations 50
 	@echo "== the C API sample: define, build, save, load, bind by name, run"
 	$(BUILD)/example_mnist_api $(BUILD)/mnist.plan
+	@echo "== classify the 450 held-out digits with kiln; the accuracy must match training's"
+	$(BUILD)/example_classify_digits models/digits/digits.onnx
 
 docs: build
 	$(BUILD)/gen_operators > docs/operators.md

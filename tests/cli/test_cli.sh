@@ -229,5 +229,15 @@ expect_fail "run with a malformed .npy" 1 "$KILN" run "$T/lenet.plan" --input "d
 head -c 200 "$T/digit.npy" >"$T/short.npy"
 expect_fail "run with a truncated .npy" 1 "$KILN" run "$T/lenet.plan" --input "data=$T/short.npy"
 
+# An ONNX model: the digit classifier shipped with the repository.
+DIGITS="$(cd "$(dirname "$0")/../.." && pwd)/models/digits/digits.onnx"
+run "$KILN" build "$DIGITS" --shapes pixels:450x64 -o "$T/digits.plan"
+expect "build an ONNX model" "[ $rc -eq 0 ] && [ -s '$T/digits.plan' ] && [ ! -s '$T/out' ]"
+run "$KILN" inspect "$T/digits.plan"
+expect "... inspect shows its input and Gemm layers" \
+    "[ $rc -eq 0 ] && grep -q 'pixels' '$T/out' && grep -q 'Gemm' '$T/out' && grep -q '450x64' '$T/out'"
+expect_fail "inspect an ONNX model with a symbolic batch and no shape" 1 "$KILN" inspect "$DIGITS"
+expect "... the message names the input and --shapes" "grep -q \"'pixels'\" '$T/err' && grep -q -- '--shapes' '$T/err'"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
