@@ -66,8 +66,10 @@ demo: build
 	@echo "== classify the 450 held-out digits with kiln; the accuracy must match training's"
 	$(BUILD)/example_classify_digits models/digits/digits.onnx
 
-docs: build
-	$(BUILD)/gen_operators > docs/operators.md
+# docs/operators.md: ONNX coverage with node-test results, then kiln's op table.
+docs: build venv
+	-KILN_LIB=$(abspath $(BUILD))/libkiln.so $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python/test_onnx_node.py >/dev/null
+	$(VENV)/bin/python scripts/gen_operators.py $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,5 +1,5 @@
-/* gen_operators.c - writes docs/operators.md from the op table (run by `make docs`;
- * a test fails when the committed file is stale). */
+/* gen_operators.c - writes the op-table part of docs/operators.md (scripts/gen_operators.py
+ * writes the ONNX coverage part above it; a test fails when the committed file is stale). */
 #include <stdio.h>
 #include <string.h>
 
@@ -36,8 +36,7 @@ int main(void)
     const ir_op *op;
     int n = 0;
     while (ir_op_at(n)) n++;
-    printf("# Operators\n\n");
-    printf("Generated from the op table by docs/gen_operators.c (`make docs`); do not edit.\n\n");
+    printf("## kiln's op table\n\n");
     printf("kiln implements %d operators with ONNX semantics, in the form of ONNX's newest\n", n);
     printf("opset (where newer opsets turned attributes into inputs, kiln takes the inputs).\n");
     printf("Each has shape inference and a portable reference kernel, tested by\n");

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from kiln_ctypes import assert_close, assert_equal, case, run_op
+from kiln_ctypes import assert_close, assert_equal, run_op
 
 F32 = np.float32
 
@@ -188,11 +188,7 @@ def test_resize_keep_aspect_ratio(policy, rng):
     assert_close(y, resize_ref(x, sizes=[8, 8], mode="linear", axes=[2, 3], policy=policy))
 
 
-TF_CROP_GAP = "kiln: coordinate_transformation_mode 'tf_crop_and_resize' is not supported"
-
-
-@pytest.mark.parametrize("mode", [case("nearest", id="nearest", xfail=TF_CROP_GAP),
-                                  case("linear", id="linear", xfail=TF_CROP_GAP)])
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
 def test_resize_tf_crop_and_resize(mode, rng):
     x = rng.standard_normal(size=(1, 1, 5, 5)).astype(F32)
     roi = [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.3]

@@ -355,6 +355,208 @@ static void run_ok(const char *op, const kiln_attr *attrs, int32_t n_attrs, ir_t
     assert_int_equal(st, KILN_OK);
 }
 
+/* ---- binary ops on i8, u8, f16 and bf16 (ONNX node tests test_add_uint8, test_max_int8,
+ * test_mod_float16_*, ...; these dtypes were refused) ---- */
+
+/* The integer rules of the wide types at 8 bits: wrap, truncating division, x / 0 == 0,
+ * Python's % (fmod=0) or C's % (fmod=1), x % 0 == 0. */
+static int64_t ref_small(const char *op, int64_t a, int64_t b, bool u8, int fm)
+{
+    int64_t r;
+    if (!strcmp(op, "Add"))
+        r = a + b;
+    else if (!strcmp(op, "Sub"))
+        r = a - b;
+    else if (!strcmp(op, "Mul"))
+        r = a * b;
+    else if (!strcmp(op, "Div"))
+        r = b == 0 ? 0 : a / b;
+    else if (!strcmp(op, "Mod"))
+        r = b == 0 ? 0 : fm ? a % b : ri_pymod(a, b);
+    else if (!strcmp(op, "Max"))
+        r = a > b ? a : b;
+    else if (!strcmp(op, "Min"))
+        r = a < b ? a : b;
+    else if (!strcmp(op, "Equal"))
+        return a == b;
+    else if (!strcmp(op, "Less"))
+        return a < b;
+    else if (!strcmp(op, "Greater"))
+        return a > b;
+    else if (!strcmp(op, "LessOrEqual"))
+        return a <= b;
+    else
+        return a >= b;
+    return u8 ? (int64_t)(uint8_t)r : (int64_t)(int8_t)r;
+}
+
+static const char *const k_small_ops[] = {
+    "Add", "Sub",   "Mul",  "Div",     "Mod",         "Mod",           "Max",
+    "Min", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"};
+
+static void test_small_int_binary(void **state)
+{
+    tu_rng r = {900};
+    for (int u = 0; u < 2; u++) {
+        kiln_dtype dt = u ? KILN_DTYPE_U8 : KILN_DTYPE_I8;
+        for (size_t k = 0; k < sizeof k_small_ops / sizeof *k_small_ops; k++) {
+            const char *op = k_small_ops[k];
+            int fm = k == 5;
+            kiln_attr fmod = KILN_ATTR_I("fmod", fm);
+            bool cmp = k >= 8;
+            /* [3,4] against [4]: a row broadcast; extremes included by the range */
+            ir_tensor in[2] = {tu_tensor(dt, TU_DIMS(3, 4), NULL), tu_tensor(dt, TU_DIMS(4), NULL)},
+                      out[1];
+            for (int i = 0; i < 2; i++)
+                for (int64_t e = 0; e < ir_tensor_count(&in[i]); e++)
+                    ir_tensor_set(&in[i], e, (double)tu_int(&r, u ? 0 : -128, u ? 255 : 127));
+            ir_tensor_set(&in[1], 0, 0); /* x / 0 and x % 0 */
+            ir_tensor_set(&in[0], 1, u ? 255 : -128);
+            ir_tensor_set(&in[1], 1, u ? 255 : -1); /* i8: -128 / -1 wraps */
+            run_ok(op, strcmp(op, "Mod") ? NULL : &fmod, strcmp(op, "Mod") ? 0 : 1, in, 2, out);
+            assert_int_equal(out[0].dtype, cmp ? KILN_DTYPE_BOOL : dt);
+            assert_dims(&out[0].shape, &(kiln_dims){2, {3, 4}});
+            for (int64_t e = 0; e < 12; e++) {
+                int64_t a = (int64_t)ir_tensor_get(&in[0], e),
+                        b = (int64_t)ir_tensor_get(&in[1], e % 4);
+                int64_t want = ref_small(op, a, b, u, fm);
+                int64_t got = (int64_t)ir_tensor_get(&out[0], e);
+                if (got != want)
+                    print_error("%s %s: %lld, %lld -> %lld, want %lld\n", op, kiln_dtype_name(dt),
+                                (long long)a, (long long)b, (long long)got, (long long)want);
+                assert_int_equal(got, want);
+            }
+            free_all(in, 2);
+            free_all(out, 1);
+        }
+    }
+}
+
+static float half_get(const ir_tensor *t, int64_t i)
+{
+    uint16_t h = ((const uint16_t *)t->data)[i];
+    return t->dtype == KILN_DTYPE_F16 ? kiln_f16_to_f32(h) : kiln_bf16_to_f32(h);
+}
+
+static void half_set(ir_tensor *t, int64_t i, float v)
+{
+    ((uint16_t *)t->data)[i] =
+        t->dtype == KILN_DTYPE_F16 ? kiln_f32_to_f16(v) : kiln_f32_to_bf16(v);
+}
+
+static float pymod_ref(float a, float b)
+{
+    float r = fmodf(a, b);
+    if (r == 0) return copysignf(0, b);
+    return (r < 0) != (b < 0) ? r + b : r;
+}
+
+static void test_half_binary(void **state)
+{
+    tu_rng r = {901};
+    for (int h = 0; h < 2; h++) {
+        kiln_dtype dt = h ? KILN_DTYPE_BF16 : KILN_DTYPE_F16;
+        for (size_t k = 0; k < sizeof k_small_ops / sizeof *k_small_ops; k++) {
+            const char *op = k_small_ops[k];
+            int fm = k == 5;
+            kiln_attr fmod = KILN_ATTR_I("fmod", fm);
+            bool cmp = k >= 8;
+            ir_tensor in[2] = {tu_tensor(dt, TU_DIMS(2, 5), NULL),
+                               tu_tensor(dt, TU_DIMS(2, 1), NULL)},
+                      out[1];
+            for (int i = 0; i < 2; i++)
+                for (int64_t e = 0; e < ir_tensor_count(&in[i]); e++)
+                    half_set(&in[i], e, (float)tu_int(&r, -6, 6) * 0.75f);
+            half_set(&in[1], 0, 1.5f);
+            half_set(&in[0], 0, NAN); /* Max and Min propagate NaN */
+            half_set(&in[0], 1, 1.5f);
+            run_ok(op, strcmp(op, "Mod") ? NULL : &fmod, strcmp(op, "Mod") ? 0 : 1, in, 2, out);
+            assert_int_equal(out[0].dtype, cmp ? KILN_DTYPE_BOOL : dt);
+            for (int64_t e = 0; e < 10; e++) {
+                float a = half_get(&in[0], e), b = half_get(&in[1], e / 5), want;
+                if (cmp) {
+                    bool w = !strcmp(op, "Equal")         ? a == b
+                             : !strcmp(op, "Less")        ? a < b
+                             : !strcmp(op, "Greater")     ? a > b
+                             : !strcmp(op, "LessOrEqual") ? a <= b
+                                                          : a >= b;
+                    assert_int_equal(((uint8_t *)out[0].data)[e], w);
+                    continue;
+                }
+                if (!strcmp(op, "Add"))
+                    want = a + b;
+                else if (!strcmp(op, "Sub"))
+                    want = a - b;
+                else if (!strcmp(op, "Mul"))
+                    want = a * b;
+                else if (!strcmp(op, "Div"))
+                    want = a / b;
+                else if (!strcmp(op, "Mod"))
+                    want = fm ? fmodf(a, b) : pymod_ref(a, b);
+                else if (!strcmp(op, "Max"))
+                    want = isnan(a) || a > b ? a : b;
+                else
+                    want = isnan(a) || a < b ? a : b;
+                /* the reference rounded to the half type as the op must */
+                ir_tensor w1 = tu_tensor(dt, TU_DIMS(1), NULL);
+                half_set(&w1, 0, want);
+                float wr = half_get(&w1, 0), got = half_get(&out[0], e);
+                tu_tensor_free(&w1);
+                if (isnan(wr))
+                    assert_true(isnan(got));
+                else
+                    assert_true(got == wr && signbit(got) == signbit(wr));
+            }
+            free_all(in, 2);
+            free_all(out, 1);
+        }
+    }
+}
+
+/* IsNaN and IsInf on f16 and bf16 (test_isnan_float16, test_isinf_float16). */
+static void test_classify_half(void **state)
+{
+    float v[] = {1.0f, NAN, INFINITY, -INFINITY, -0.0f, 65504.0f};
+    for (int h = 0; h < 2; h++) {
+        kiln_dtype dt = h ? KILN_DTYPE_BF16 : KILN_DTYPE_F16;
+        ir_tensor in[1] = {tu_tensor(dt, TU_DIMS(6), NULL)}, out[1];
+        for (int i = 0; i < 6; i++) half_set(&in[0], i, v[i]);
+        run_ok("IsNaN", NULL, 0, in, 1, out);
+        assert_int_equal(out[0].dtype, KILN_DTYPE_BOOL);
+        assert_memory_equal(out[0].data, ((uint8_t[]){0, 1, 0, 0, 0, 0}), 6);
+        tu_tensor_free(&out[0]);
+        kiln_attr pos_only = KILN_ATTR_I("detect_negative", 0);
+        run_ok("IsInf", &pos_only, 1, in, 1, out);
+        assert_memory_equal(out[0].data, ((uint8_t[]){0, 0, 1, 0, 0, 0}), 6);
+        tu_tensor_free(&out[0]);
+        run_ok("IsInf", NULL, 0, in, 1, out);
+        assert_memory_equal(out[0].data, ((uint8_t[]){0, 0, 1, 1, 0, 0}), 6);
+        tu_tensor_free(&out[0]);
+        free_all(in, 1);
+    }
+}
+
+/* Mod fmod=0 on floats (opset 28; test_mod_float_edge_cases_fmod_0_*): floor division's
+ * remainder with the divisor's sign, and the special cases ONNX lists. */
+static void test_mod_float_floor(void **state)
+{
+    float a[] = {5.5f, -5.5f, 5.5f, -5.5f, 0.0f, -0.0f, 4.0f, INFINITY, 3.0f, 3.0f, -3.0f, NAN};
+    float b[] = {2.0f,  2.0f, -2.0f, -2.0f,    -3.0f,    3.0f,
+                 -2.0f, 2.0f, 0.0f,  INFINITY, INFINITY, 1.0f};
+    float w[] = {1.5f, 0.5f, -0.5f, -1.5f, -0.0f, 0.0f, -0.0f, NAN, NAN, 3.0f, INFINITY, NAN};
+    ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(12), a), tu_tensor_f32(TU_DIMS(12), b)}, out[1];
+    run_ok("Mod", NULL, 0, in, 2, out);
+    for (int i = 0; i < 12; i++) {
+        float g = ((float *)out[0].data)[i];
+        if (isnan(w[i]))
+            assert_true(isnan(g));
+        else
+            assert_true(g == w[i] && signbit(g) == signbit(w[i]));
+    }
+    free_all(in, 2);
+    free_all(out, 1);
+}
+
 static void test_binary_hand(void **state)
 {
     /* [2,3] + [3]: row bias; [2,1] * [1,3]: outer product; scalar - tensor */
@@ -907,6 +1109,23 @@ static void test_clip(void **state)
     free_all(swapped + 1, 2);
     free_all(in, 3);
 
+    /* i8 and u8 (test_clip_default_int8_*): the absent bound is the dtype's limit */
+    int8_t x8[] = {-128, -5, 0, 5, 127}, hi8[] = {6};
+    ir_tensor in8[3] = {tu_tensor(KILN_DTYPE_I8, TU_DIMS(5), x8), tu_absent(),
+                        tu_tensor(KILN_DTYPE_I8, 0, NULL, hi8)};
+    run_ok("Clip", NULL, 0, in8, 3, out);
+    assert_int_equal(out[0].dtype, KILN_DTYPE_I8);
+    assert_memory_equal(out[0].data, ((int8_t[]){-128, -5, 0, 5, 6}), 5);
+    tu_tensor_free(&out[0]);
+    free_all(in8, 3);
+    uint8_t xu[] = {0, 9, 200, 255}, lou[] = {10};
+    ir_tensor inu[2] = {tu_tensor(KILN_DTYPE_U8, TU_DIMS(4), xu),
+                        tu_tensor(KILN_DTYPE_U8, 0, NULL, lou)};
+    run_ok("Clip", NULL, 0, inu, 2, out);
+    assert_memory_equal(out[0].data, ((uint8_t[]){10, 10, 200, 255}), 4);
+    tu_tensor_free(&out[0]);
+    free_all(inu, 2);
+
     /* random sweep over f32, i32, i64 and which bounds are present */
     tu_rng r = {1100};
     for (int it = 0; it < 60; it++) {
@@ -1108,7 +1327,8 @@ static void test_errors(void **state)
     expect_error("Add", NULL, 0, (ir_tensor[]){f23, f4}, 2, KILN_ERR_SHAPE, "2x3 and 4");
     expect_error("Mul", NULL, 0, (ir_tensor[]){f23, i23}, 2, KILN_ERR_INVALID_GRAPH, "i64");
     expect_error("Sub", NULL, 0, (ir_tensor[]){b23, b23}, 2, KILN_ERR_UNSUPPORTED, "bool");
-    expect_error("Div", NULL, 0, (ir_tensor[]){h23, h23}, 2, KILN_ERR_UNSUPPORTED, "f16");
+    expect_error("Div", NULL, 0, (ir_tensor[]){b23, b23}, 2, KILN_ERR_UNSUPPORTED, "bool");
+    expect_error("Add", NULL, 0, (ir_tensor[]){h23, f23}, 2, KILN_ERR_INVALID_GRAPH, "f16");
     expect_error("Less", NULL, 0, (ir_tensor[]){b23, b23}, 2, KILN_ERR_UNSUPPORTED, "bool");
     expect_error("And", NULL, 0, (ir_tensor[]){f23, f23}, 2, KILN_ERR_UNSUPPORTED, "f32");
     expect_error("Sigmoid", NULL, 0, (ir_tensor[]){i23}, 1, KILN_ERR_UNSUPPORTED, "i64");
@@ -1121,8 +1341,7 @@ static void test_errors(void **state)
     kiln_attr bad_inf[] = {KILN_ATTR_I("detect_negative", 2)};
     expect_error("IsInf", bad_inf, 1, (ir_tensor[]){f23}, 1, KILN_ERR_INVALID_GRAPH,
                  "detect_negative");
-    /* Mod: fmod=0 on floats, fmod outside 0..1 */
-    expect_error("Mod", NULL, 0, (ir_tensor[]){f23, f23}, 2, KILN_ERR_INVALID_GRAPH, "fmod=1");
+    /* Mod: fmod outside 0..1 */
     kiln_attr fm2[] = {KILN_ATTR_I("fmod", 2)};
     expect_error("Mod", fm2, 1, (ir_tensor[]){i23, i23}, 2, KILN_ERR_INVALID_GRAPH, "fmod");
     /* Pow: bad exponent dtype, shapes */
@@ -1207,15 +1426,28 @@ static void test_large_broadcast(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_arith_sweep), cmocka_unit_test(test_compare_sweep),
-        cmocka_unit_test(test_logic_sweep), cmocka_unit_test(test_mod_sweep),
-        cmocka_unit_test(test_pow_sweep),   cmocka_unit_test(test_binary_hand),
-        cmocka_unit_test(test_pow_hand),    cmocka_unit_test(test_prelu),
-        cmocka_unit_test(test_where),       cmocka_unit_test(test_variadic),
-        cmocka_unit_test(test_unary_sweep), cmocka_unit_test(test_unary_hand),
-        cmocka_unit_test(test_unary_int),   cmocka_unit_test(test_clip),
-        cmocka_unit_test(test_cast),        cmocka_unit_test(test_infer_dynamic_dims),
-        cmocka_unit_test(test_errors),      cmocka_unit_test(test_large_broadcast),
+        cmocka_unit_test(test_arith_sweep),
+        cmocka_unit_test(test_compare_sweep),
+        cmocka_unit_test(test_logic_sweep),
+        cmocka_unit_test(test_mod_sweep),
+        cmocka_unit_test(test_pow_sweep),
+        cmocka_unit_test(test_binary_hand),
+        cmocka_unit_test(test_pow_hand),
+        cmocka_unit_test(test_prelu),
+        cmocka_unit_test(test_where),
+        cmocka_unit_test(test_variadic),
+        cmocka_unit_test(test_unary_sweep),
+        cmocka_unit_test(test_unary_hand),
+        cmocka_unit_test(test_unary_int),
+        cmocka_unit_test(test_clip),
+        cmocka_unit_test(test_cast),
+        cmocka_unit_test(test_infer_dynamic_dims),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_large_broadcast),
+        cmocka_unit_test(test_small_int_binary),
+        cmocka_unit_test(test_half_binary),
+        cmocka_unit_test(test_mod_float_floor),
+        cmocka_unit_test(test_classify_half),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -253,6 +253,39 @@ static void test_matmul_int(void **state)
     }
 }
 
+/* f16 and bf16 MatMul (test_flexattention_fp16_expanded_ver26 needs it): small integers
+ * keep every product and sum exact, so the result is exact in both types. */
+static void test_matmul_half(void **state)
+{
+    tu_rng r = {78};
+    for (int h = 0; h < 2; h++) {
+        kiln_dtype dt = h ? KILN_DTYPE_BF16 : KILN_DTYPE_F16;
+        uint16_t (*to)(float) = h ? kiln_f32_to_bf16 : kiln_f32_to_f16;
+        float (*from)(uint16_t) = h ? kiln_bf16_to_f32 : kiln_f16_to_f32;
+        int64_t bt = 2, m = 3, k = 4, n = 5;
+        ir_tensor in[2] = {tu_tensor(dt, TU_DIMS(bt, m, k), NULL),
+                           tu_tensor(dt, TU_DIMS(k, n), NULL)},
+                  out[1];
+        for (int j = 0; j < 2; j++)
+            for (int64_t e = 0; e < ir_tensor_count(&in[j]); e++)
+                ((uint16_t *)in[j].data)[e] = to((float)tu_int(&r, -8, 8));
+        run_ok("MatMul", NULL, 0, in, 2, out, 1);
+        assert_int_equal(out[0].dtype, dt);
+        assert_shape(&out[0], SHAPE(2, 3, 5));
+        const uint16_t *a = in[0].data, *b = in[1].data, *c = out[0].data;
+        for (int64_t t = 0; t < bt; t++)
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    float s = 0;
+                    for (int64_t kk = 0; kk < k; kk++)
+                        s += from(a[(t * m + i) * k + kk]) * from(b[kk * n + j]);
+                    assert_true(from(c[(t * m + i) * n + j]) == s);
+                }
+        for (int j = 0; j < 2; j++) tu_tensor_free(&in[j]);
+        tu_tensor_free(&out[0]);
+    }
+}
+
 static void test_matmul_errors(void **state)
 {
     ir_tensor a = tu_tensor_f32(TU_DIMS(2, 3), NULL), b = tu_tensor_f32(TU_DIMS(4, 5), NULL);
@@ -847,6 +880,28 @@ static void test_reduce_int(void **state)
     tu_tensor_free(&out[0]);
     tu_tensor_free(&in[0]);
     tu_tensor_free(&in[1]);
+    /* bool ReduceMax / ReduceMin are any / all; the empty set gives false / true
+     * (test_reduce_max_bool_inputs, test_reduce_max_empty_set_bool) */
+    uint8_t b[] = {1, 1, 1, 0, 0, 1, 0, 0};
+    in[0] = tu_tensor(KILN_DTYPE_BOOL, TU_DIMS(4, 2), b);
+    in[1] = tu_tensor_i64(TU_DIMS(1), (int64_t[]){1});
+    run_ok("ReduceMax", NULL, 0, in, 2, out, 1);
+    assert_int_equal(out[0].dtype, KILN_DTYPE_BOOL);
+    assert_memory_equal(out[0].data, ((uint8_t[]){1, 1, 1, 0}), 4);
+    tu_tensor_free(&out[0]);
+    run_ok("ReduceMin", NULL, 0, in, 2, out, 1);
+    assert_memory_equal(out[0].data, ((uint8_t[]){1, 0, 0, 0}), 4);
+    tu_tensor_free(&out[0]);
+    tu_tensor_free(&in[0]);
+    in[0] = tu_tensor(KILN_DTYPE_BOOL, TU_DIMS(2, 0), NULL);
+    run_ok("ReduceMax", NULL, 0, in, 2, out, 1);
+    assert_memory_equal(out[0].data, ((uint8_t[]){0, 0}), 2);
+    tu_tensor_free(&out[0]);
+    run_ok("ReduceMin", NULL, 0, in, 2, out, 1);
+    assert_memory_equal(out[0].data, ((uint8_t[]){1, 1}), 2);
+    tu_tensor_free(&out[0]);
+    tu_tensor_free(&in[0]);
+    tu_tensor_free(&in[1]);
 }
 
 static void test_reduce_errors(void **state)
@@ -869,6 +924,20 @@ static void test_reduce_errors(void **state)
     assert_non_null(
         strstr(kiln_last_error(), "input 'axes' must be a constant known at build time"));
     tu_tensor_free(&in[1]);
+    /* empty axes are known from the shape alone, whether or not the input holds data
+     * (an empty initializer has none: ONNX test_reduce_sum_default_axes_keepdims_*) */
+    in[1] = tu_tensor_i64(TU_DIMS(0), NULL);
+    assert_int_equal(infer_runtime_input("ReduceSum", NULL, 0, in, 2, 1, 1), KILN_OK);
+    free(in[1].data);
+    in[1].data = NULL;
+    {
+        ir_tensor x[2] = {tu_tensor_f32(TU_DIMS(2, 2), (float[]){1, 2, 3, 4}), in[1]}, out[1];
+        run_ok("ReduceSum", NULL, 0, x, 2, out, 1);
+        assert_shape(&out[0], SHAPE(1, 1));
+        assert_true(((float *)out[0].data)[0] == 10.0f);
+        tu_tensor_free(&out[0]);
+        tu_tensor_free(&x[0]);
+    }
     in[1] = tu_tensor_f32(TU_DIMS(1), (float[]){1});
     expect_error("ReduceL2", NULL, 0, in, 2, 1, KILN_ERR_INVALID_GRAPH, "input 'axes' must be i64");
     tu_tensor_free(&in[1]);
@@ -1117,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_matmul_promotion),
         cmocka_unit_test(test_matmul_random),
         cmocka_unit_test(test_matmul_int),
+        cmocka_unit_test(test_matmul_half),
         cmocka_unit_test(test_matmul_errors),
         cmocka_unit_test(test_gemm_hand),
         cmocka_unit_test(test_gemm_random),

@@ -784,6 +784,24 @@ static void test_maxpool_hand(void **state)
     tu_tensor_free(&out[0]);
     tu_tensor_free(&out[1]);
     tu_tensor_free(&xn);
+    /* i8 and u8 (test_maxpool_2d_uint8): the output keeps the dtype; an empty window
+     * gives the dtype's lowest value */
+    ir_tensor xu = tu_tensor(KILN_DTYPE_U8, TU_DIMS(1, 1, 4), (uint8_t[]){3, 250, 7, 9});
+    attrs K2 = {0};
+    int64_t k2_only[] = {2};
+    at_ints(&K2, "kernel_shape", k2_only, 1);
+    run_ok("MaxPool", &K2, &xu, 1, out, 2);
+    assert_int_equal(out[0].dtype, KILN_DTYPE_U8);
+    assert_memory_equal(out[0].data, ((uint8_t[]){250, 250, 9}), 3);
+    assert_memory_equal(out[1].data, ((int64_t[]){1, 1, 3}), 3 * sizeof(int64_t));
+    tu_tensor_free(&out[0]);
+    tu_tensor_free(&out[1]);
+    tu_tensor_free(&xu);
+    ir_tensor x8 = tu_tensor(KILN_DTYPE_I8, TU_DIMS(1, 1, 1), (int8_t[]){-5});
+    run_ok("MaxPool", &F, &x8, 1, out, 1);
+    assert_int_equal(((int8_t *)out[0].data)[0], INT8_MIN);
+    tu_tensor_free(&out[0]);
+    tu_tensor_free(&x8);
     run_ok("AveragePool", &F, &x, 1, out, 1);
     assert_true(isnan(((float *)out[0].data)[0]));
     tu_tensor_free(&out[0]);
@@ -934,6 +952,12 @@ static void test_pool_errors(void **state)
     ir_tensor xe = tu_tensor_f32(TU_DIMS(1, 2, 0), NULL);
     expect_err("GlobalMaxPool", NULL, &xe, 1, 1, KILN_ERR_SHAPE, "spatial dim 0 of X is 0");
     tu_tensor_free(&xe);
+    ir_tensor xi = tu_tensor(KILN_DTYPE_I32, TU_DIMS(1, 2, 4), NULL);
+    expect_err("MaxPool", &B, &xi, 1, 1, KILN_ERR_UNSUPPORTED, "expected f32, i8 or u8");
+    ir_tensor xu = tu_tensor(KILN_DTYPE_U8, TU_DIMS(1, 2, 4), NULL);
+    expect_err("AveragePool", &B, &xu, 1, 1, KILN_ERR_UNSUPPORTED, "only f32");
+    tu_tensor_free(&xi);
+    tu_tensor_free(&xu);
     tu_tensor_free(&x);
     tu_tensor_free(&x2);
 }
@@ -1256,9 +1280,14 @@ static void test_depth_space(void **state)
     attrs B0 = {0};
     at_int(&B0, "blocksize", 0);
     expect_err("SpaceToDepth", &B0, &x, 1, 1, KILN_ERR_INVALID_GRAPH, "blocksize is 0");
+    attrs BM = {0};
+    at_int(&BM, "blocksize", 2);
+    at_str(&BM, "mode", "RCD");
+    expect_err("SpaceToDepth", &BM, &x, 1, 1, KILN_ERR_INVALID_GRAPH, "mode 'RCD'");
     tu_tensor_free(&x);
 
-    /* random: DepthToSpace against the transpose, and SpaceToDepth undoing DCR */
+    /* random: DepthToSpace against the transpose, and SpaceToDepth (with the same mode,
+     * opset 28's CRD included) undoing it */
     tu_rng r = {1234};
     for (int it = 0; it < 30; it++) {
         int64_t b = tu_int(&r, 1, 3);
@@ -1274,14 +1303,13 @@ static void test_depth_space(void **state)
         float *w = malloc(sizeof(float) * (size_t)count);
         ref_depth_to_space(xr.data, d, b, crd_mode, w);
         tu_assert_close(out.data, w, count, 0);
-        if (!crd_mode) {
-            attrs S = {0};
-            at_int(&S, "blocksize", b);
-            run_ok("SpaceToDepth", &S, &out, 1, &back, 1);
-            assert_shape(&back, 4, d);
-            tu_assert_close(back.data, xr.data, count, 0);
-            tu_tensor_free(&back);
-        }
+        attrs S = {0};
+        at_int(&S, "blocksize", b);
+        if (crd_mode) at_str(&S, "mode", "CRD");
+        run_ok("SpaceToDepth", &S, &out, 1, &back, 1);
+        assert_shape(&back, 4, d);
+        tu_assert_close(back.data, xr.data, count, 0);
+        tu_tensor_free(&back);
         free(w);
         tu_tensor_free(&out);
         tu_tensor_free(&xr);

@@ -1638,12 +1638,13 @@ static void test_resize_cases(void **state)
     tu_tensor_free(&out);
 
     /* errors */
-    kiln_attr bad = KILN_ATTR_S("mode", "cubic");
-    run_err("Resize", &bad, 1, in, 4, 1, KILN_ERR_UNSUPPORTED, "mode 'cubic' is not supported");
-    bad = KILN_ATTR_S("coordinate_transformation_mode", "tf_crop_and_resize");
-    run_err("Resize", &bad, 1, in, 4, 1, KILN_ERR_UNSUPPORTED, "tf_crop_and_resize");
-    bad = KILN_ATTR_I("antialias", 1);
-    run_err("Resize", &bad, 1, in, 4, 1, KILN_ERR_UNSUPPORTED, "antialias");
+    kiln_attr bad = KILN_ATTR_S("mode", "bicubic");
+    run_err("Resize", &bad, 1, in, 4, 1, KILN_ERR_INVALID_GRAPH, "mode 'bicubic' is unknown");
+    kiln_attr crop_no_roi[2] = {
+        ax[0], KILN_ATTR_S("coordinate_transformation_mode", "tf_crop_and_resize")};
+    run_err("Resize", crop_no_roi, 2, in, 4, 1, KILN_ERR_INVALID_GRAPH, "needs input 'roi'");
+    bad = KILN_ATTR_I("antialias", 2);
+    run_err("Resize", &bad, 1, in, 4, 1, KILN_ERR_INVALID_GRAPH, "antialias is 2");
     bad = KILN_ATTR_S("nearest_mode", "round");
     run_err("Resize", &bad, 1, in, 4, 1, KILN_ERR_INVALID_GRAPH, "nearest_mode 'round'");
     run_err("Resize", NULL, 0, in, 4, 1, KILN_ERR_SHAPE, "sizes has 2 values, expected 4");
@@ -1669,6 +1670,67 @@ static void test_resize_cases(void **state)
     in[0] = tu_tensor_i64(TU_DIMS(2, 2), NULL);
     in[2] = tu_tensor_f32(TU_DIMS(2), (float[]){2, 2});
     run_err("Resize", NULL, 0, in, 3, 1, KILN_ERR_UNSUPPORTED, "expected f32");
+    free_all(in, 4);
+}
+
+/* Cubic (with cubic_coeff_a and exclude_outside), antialiased downscaling and
+ * tf_crop_and_resize, against ONNX's node test outputs (test_resize_upsample_scales_cubic,
+ * ..._cubic_A_n0p5_exclude_outside, ..._linear_antialias, ..._sizes_cubic_antialias,
+ * test_resize_tf_crop_and_resize_extrapolation_value); these modes were refused. */
+static void test_resize_cubic_antialias_crop(void **state)
+{
+    float x[16];
+    for (int i = 0; i < 16; i++) x[i] = (float)(i + 1);
+    ir_tensor in[4] = {tu_tensor_f32(TU_DIMS(1, 1, 4, 4), x), tu_absent(),
+                       tu_tensor_f32(TU_DIMS(4), (float[]){1, 1, 2, 2}), tu_absent()},
+              out;
+    kiln_attr cubic[3] = {KILN_ATTR_S("mode", "cubic"), KILN_ATTR_F("cubic_coeff_a", -0.5f),
+                          KILN_ATTR_I("exclude_outside", 1)};
+    run_ok("Resize", cubic, 1, in, 3, &out, 1);
+    assert_dims(&out, 4, (int64_t[]){1, 1, 8, 8});
+    float up[] = {0.47265625f, 0.76953125f, 1.24609375f, 1.875f, 2.28125f, 2.91015625f};
+    for (int i = 0; i < 6; i++) assert_true(fabsf(((float *)out.data)[i] - up[i]) < 1e-5f);
+    tu_tensor_free(&out);
+    tu_tensor_free(&in[2]);
+    in[2] = tu_tensor_f32(TU_DIMS(4), (float[]){1, 1, 0.8f, 0.8f});
+    run_ok("Resize", cubic, 3, in, 3, &out, 1);
+    assert_dims(&out, 4, (int64_t[]){1, 1, 3, 3});
+    float eo[] = {1.3681267f, 2.6695013f, 4.0133367f, 6.573625f, 7.875f,
+                  9.218835f,  11.948966f, 13.250341f, 14.594176f};
+    tu_assert_close(out.data, eo, 9, 1e-6);
+    tu_tensor_free(&out);
+    /* antialiased linear downscale by 0.6: a triangle stretched to 1 / 0.6 */
+    tu_tensor_free(&in[2]);
+    in[2] = tu_tensor_f32(TU_DIMS(4), (float[]){1, 1, 0.6f, 0.6f});
+    kiln_attr aa[2] = {KILN_ATTR_S("mode", "linear"), KILN_ATTR_I("antialias", 1)};
+    run_ok("Resize", aa, 2, in, 3, &out, 1);
+    tu_assert_close(out.data, ((float[]){2.875f, 4.5f, 9.375f, 11.0f}), 4, 1e-6);
+    tu_tensor_free(&out);
+    /* antialiased cubic to sizes 3x3 */
+    tu_tensor_free(&in[2]);
+    in[2] = tu_absent();
+    in[3] = ints(4, (int64_t[]){1, 1, 3, 3});
+    aa[0] = (kiln_attr)KILN_ATTR_S("mode", "cubic");
+    run_ok("Resize", aa, 2, in, 4, &out, 1);
+    float ac[] = {1.7750092f, 3.1200073f, 4.4650054f,  7.1550016f, 8.5f,
+                  9.844998f,  12.534994f, 13.8799925f, 15.224991f};
+    tu_assert_close(out.data, ac, 9, 1e-6);
+    tu_tensor_free(&out);
+    /* tf_crop_and_resize: the roi in normalized coordinates, extrapolation outside it */
+    in[1] = tu_tensor_f32(TU_DIMS(8), (float[]){0, 0, 0.4f, 0.6f, 1, 1, 1.2f, 1.7f});
+    kiln_attr crop[3] = {KILN_ATTR_S("mode", "linear"),
+                         KILN_ATTR_S("coordinate_transformation_mode", "tf_crop_and_resize"),
+                         KILN_ATTR_F("extrapolation_value", 10.0f)};
+    run_ok("Resize", crop, 3, in, 4, &out, 1);
+    tu_assert_close(out.data, ((float[]){7.6f, 10, 10, 12.4f, 10, 10, 10, 10, 10}), 9, 1e-6);
+    tu_tensor_free(&out);
+    /* too strong an antialiased downscale for the tap buffer */
+    tu_tensor_free(&in[3]);
+    in[3] = tu_absent();
+    in[2] = tu_tensor_f32(TU_DIMS(4), (float[]){1, 1, 0.01f, 1});
+    tu_tensor_free(&in[0]);
+    in[0] = tu_tensor_f32(TU_DIMS(1, 1, 400, 1), NULL);
+    run_err("Resize", aa, 2, in, 3, 1, KILN_ERR_UNSUPPORTED, "the most kiln supports");
     free_all(in, 4);
 }
 
@@ -1838,6 +1900,21 @@ static void test_generators(void **state)
     tu_tensor_free(&out);
     expect_needs_constant("Range", NULL, 0, in, 3, 1, "limit");
     free_all(in, 3);
+    /* f16 and bf16 (test_range_float16_type_positive_delta): the dtype is kept */
+    for (int h = 0; h < 2; h++) {
+        kiln_dtype dt = h ? KILN_DTYPE_BF16 : KILN_DTYPE_F16;
+        uint16_t (*to)(float) = h ? kiln_f32_to_bf16 : kiln_f32_to_f16;
+        float (*from)(uint16_t) = h ? kiln_bf16_to_f32 : kiln_f16_to_f32;
+        uint16_t v[3] = {to(1.0f), to(5.0f), to(1.5f)};
+        for (int i = 0; i < 3; i++) in[i] = tu_tensor(dt, 0, NULL, &v[i]);
+        run_ok("Range", NULL, 0, in, 3, &out, 1);
+        assert_int_equal(out.dtype, dt);
+        assert_dims(&out, 1, (int64_t[]){3});
+        for (int i = 0; i < 3; i++)
+            assert_true(from(((uint16_t *)out.data)[i]) == 1.0f + 1.5f * (float)i);
+        tu_tensor_free(&out);
+        free_all(in, 3);
+    }
 
     /* EyeLike */
     in[0] = tu_tensor_f32(TU_DIMS(3, 4), NULL);
@@ -2024,6 +2101,7 @@ int main(void)
         cmocka_unit_test(test_scatter_sweep),
         cmocka_unit_test(test_resize_cases),
         cmocka_unit_test(test_resize_sweep),
+        cmocka_unit_test(test_resize_cubic_antialias_crop),
         cmocka_unit_test(test_generators),
         cmocka_unit_test(test_trilu_onehot),
         cmocka_unit_test(test_hostile_shapes),

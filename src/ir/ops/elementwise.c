@@ -35,7 +35,12 @@ static kiln_status infer_num(ir_infer *c)
     return infer_unary(c, IR_EW_NUM, KILN_DTYPE_UNDEFINED);
 }
 static kiln_status infer_not(ir_infer *c) { return infer_unary(c, IR_EW_BOOL, KILN_DTYPE_BOOL); }
-static kiln_status infer_isnan(ir_infer *c) { return infer_unary(c, IR_EW_F32, KILN_DTYPE_BOOL); }
+/* IsNaN and IsInf also classify f16 and bf16 (test_isnan_float16): no arithmetic. */
+#define IR_EW_FLOATS (IR_EW_F32 | IR_EW_BIT(KILN_DTYPE_F16) | IR_EW_BIT(KILN_DTYPE_BF16))
+static kiln_status infer_isnan(ir_infer *c)
+{
+    return infer_unary(c, IR_EW_FLOATS, KILN_DTYPE_BOOL);
+}
 
 static kiln_status infer_isinf(ir_infer *c)
 {
@@ -46,7 +51,7 @@ static kiln_status infer_isinf(ir_infer *c)
             return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH, "%s must be 0 or 1, got %lld",
                                  flags[i], (long long)v);
     }
-    return infer_unary(c, IR_EW_F32, KILN_DTYPE_BOOL);
+    return infer_unary(c, IR_EW_FLOATS, KILN_DTYPE_BOOL);
 }
 
 static kiln_status infer_gelu(ir_infer *c)
@@ -191,25 +196,35 @@ static kiln_status eval_not(const ir_node *n, const ir_tensor *in, int32_t n_in,
     return KILN_OK;
 }
 
+/* Element i of an f32, f16 or bf16 tensor as a float (widening is exact). */
+static inline float float_at(const ir_tensor *t, int64_t i)
+{
+    switch (t->dtype) {
+    case KILN_DTYPE_F16: return kiln_f16_to_f32(((const uint16_t *)t->data)[i]);
+    case KILN_DTYPE_BF16: return kiln_bf16_to_f32(((const uint16_t *)t->data)[i]);
+    default: return ((const float *)t->data)[i];
+    }
+}
+
 static kiln_status eval_isnan(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
                               int32_t n_out)
 {
-    const float *x = in[0].data;
     uint8_t *y = out[0].data;
     int64_t cnt = ir_tensor_count(&in[0]);
-    for (int64_t i = 0; i < cnt; i++) y[i] = isnan(x[i]) != 0;
+    for (int64_t i = 0; i < cnt; i++) y[i] = isnan(float_at(&in[0], i)) != 0;
     return KILN_OK;
 }
 
 static kiln_status eval_isinf(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
                               int32_t n_out)
 {
-    const float *x = in[0].data;
     uint8_t *y = out[0].data;
     int64_t cnt = ir_tensor_count(&in[0]);
     bool neg = ir_attr_int(n, "detect_negative") != 0, pos = ir_attr_int(n, "detect_positive") != 0;
-    for (int64_t i = 0; i < cnt; i++)
-        y[i] = (x[i] == INFINITY && pos) || (x[i] == -INFINITY && neg);
+    for (int64_t i = 0; i < cnt; i++) {
+        float x = float_at(&in[0], i);
+        y[i] = (x == INFINITY && pos) || (x == -INFINITY && neg);
+    }
     return KILN_OK;
 }
 
@@ -223,7 +238,8 @@ static bool input_present(const ir_tensor *in, int32_t n_in, int32_t i)
 static kiln_status infer_clip(ir_infer *c)
 {
     static const char *const names[] = {"", "min (input 1)", "max (input 2)"};
-    KILN_TRY(ir_ew_check_dtype(c->node, "input", c->in[0].dtype, IR_EW_NUM));
+    KILN_TRY(ir_ew_check_dtype(c->node, "input", c->in[0].dtype,
+                               IR_EW_NUM | IR_EW_BIT(KILN_DTYPE_I8) | IR_EW_BIT(KILN_DTYPE_U8)));
     for (int32_t i = 1; i < 3; i++) {
         if (!input_present(c->in, c->n_in, i)) continue;
         const ir_tensor *b = &c->in[i];
@@ -265,6 +281,8 @@ static kiln_status eval_clip(const ir_node *n, const ir_tensor *in, int32_t n_in
     case KILN_DTYPE_F32: CLIP_LOOP(float, -INFINITY, INFINITY); break;
     case KILN_DTYPE_I32: CLIP_LOOP(int32_t, INT32_MIN, INT32_MAX); break;
     case KILN_DTYPE_I64: CLIP_LOOP(int64_t, INT64_MIN, INT64_MAX); break;
+    case KILN_DTYPE_I8: CLIP_LOOP(int8_t, INT8_MIN, INT8_MAX); break;
+    case KILN_DTYPE_U8: CLIP_LOOP(uint8_t, 0, UINT8_MAX); break;
     default:
         return ir_node_error(n, KILN_ERR_INTERNAL, "no kernel for dtype %s",
                              kiln_dtype_name(in[0].dtype));

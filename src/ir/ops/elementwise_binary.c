@@ -202,12 +202,36 @@ static void bc_run(const bc_loop *L, char *const *base, row_fn fn)
     /* C's %: the sign of the dividend. */                                                         \
     static inline T cmod_##sfx(T a, T b) { return (b == 0 || b == -1) ? 0 : a % b; }
 
+INT_OPS(int8_t, uint8_t, i8)
 INT_OPS(int32_t, uint32_t, i32)
 INT_OPS(int64_t, uint64_t, i64)
+
+/* u8: wraps modulo 256; x / 0 and x % 0 are 0 as for the signed types. */
+static inline uint8_t add_u8(uint8_t a, uint8_t b) { return (uint8_t)(a + b); }
+static inline uint8_t sub_u8(uint8_t a, uint8_t b) { return (uint8_t)(a - b); }
+static inline uint8_t mul_u8(uint8_t a, uint8_t b) { return (uint8_t)(a * b); }
+static inline uint8_t div_u8(uint8_t a, uint8_t b) { return b == 0 ? 0 : (uint8_t)(a / b); }
+static inline uint8_t mod_u8(uint8_t a, uint8_t b) { return b == 0 ? 0 : (uint8_t)(a % b); }
 
 /* NaN-propagating max and min, as numpy's maximum and minimum. */
 static inline float maxf_nan(float a, float b) { return (a > b || isnan(a)) ? a : b; }
 static inline float minf_nan(float a, float b) { return (a < b || isnan(a)) ? a : b; }
+
+static inline float addf(float a, float b) { return a + b; }
+static inline float subf(float a, float b) { return a - b; }
+static inline float mulf(float a, float b) { return a * b; }
+static inline float divf(float a, float b) { return a / b; }
+
+/* Python's % on floats (Mod with fmod=0, opset 28): the sign of the divisor, as numpy's
+ * remainder computes it. A zero result takes the divisor's sign; x % +-inf is x, or the
+ * divisor when the signs differ; inf % y and x % 0 are NaN (fmodf's). */
+static inline float pymodf(float a, float b)
+{
+    float r = fmodf(a, b);
+    if (r == 0.0f) return copysignf(0.0f, b);
+    if ((r < 0.0f) != (b < 0.0f) && !isnan(r)) r += b;
+    return r;
+}
 
 /* Float to integer: truncation toward zero, saturating, NaN to 0 (C leaves
  * out-of-range conversions undefined). */
@@ -269,6 +293,45 @@ ROW2(pymod_i64r, int64_t, int64_t, int64_t, pymod_i64(a, b))
 ROW2(cmod_i32r, int32_t, int32_t, int32_t, cmod_i32(a, b))
 ROW2(cmod_i64r, int64_t, int64_t, int64_t, cmod_i64(a, b))
 ROW2(prelu_f32, float, float, float, a < 0.0f ? a * b : a)
+ROW2(pymod_f32, float, float, float, pymodf(a, b))
+
+/* i8 and u8: the integer rules above at their width. */
+ROW2(add_i8r, int8_t, int8_t, int8_t, add_i8(a, b))
+ROW2(sub_i8r, int8_t, int8_t, int8_t, sub_i8(a, b))
+ROW2(mul_i8r, int8_t, int8_t, int8_t, mul_i8(a, b))
+ROW2(div_i8r, int8_t, int8_t, int8_t, div_i8(a, b))
+ROW2(pymod_i8r, int8_t, int8_t, int8_t, pymod_i8(a, b))
+ROW2(cmod_i8r, int8_t, int8_t, int8_t, cmod_i8(a, b))
+ROW2(max_i8, int8_t, int8_t, int8_t, a > b ? a : b)
+ROW2(min_i8, int8_t, int8_t, int8_t, a < b ? a : b)
+ROW2(add_u8r, uint8_t, uint8_t, uint8_t, add_u8(a, b))
+ROW2(sub_u8r, uint8_t, uint8_t, uint8_t, sub_u8(a, b))
+ROW2(mul_u8r, uint8_t, uint8_t, uint8_t, mul_u8(a, b))
+ROW2(div_u8r, uint8_t, uint8_t, uint8_t, div_u8(a, b))
+ROW2(mod_u8r, uint8_t, uint8_t, uint8_t, mod_u8(a, b))
+ROW2(max_u8, uint8_t, uint8_t, uint8_t, a > b ? a : b)
+ROW2(min_u8, uint8_t, uint8_t, uint8_t, a < b ? a : b)
+
+/* f16 and bf16 compute in f32 and round once: for + - * / the f32 result rounds to the
+ * same half value as exact arithmetic would (f32 carries more than twice the bits), and
+ * fmod, max and min are exact; numpy computes its half-precision ops the same way. */
+#define HALF_ROWS(name, F)                                                                         \
+    ROW2(name##_f16, uint16_t, uint16_t, uint16_t,                                                 \
+         kiln_f32_to_f16(F(kiln_f16_to_f32(a), kiln_f16_to_f32(b))))                               \
+    ROW2(name##_bf16, uint16_t, uint16_t, uint16_t,                                                \
+         kiln_f32_to_bf16(F(kiln_bf16_to_f32(a), kiln_bf16_to_f32(b))))
+#define HALF_CMP(name, OP)                                                                         \
+    ROW2(name##_f16, uint16_t, uint16_t, uint8_t, kiln_f16_to_f32(a) OP kiln_f16_to_f32(b))        \
+    ROW2(name##_bf16, uint16_t, uint16_t, uint8_t, kiln_bf16_to_f32(a) OP kiln_bf16_to_f32(b))
+
+HALF_ROWS(add, addf)
+HALF_ROWS(sub, subf)
+HALF_ROWS(mul, mulf)
+HALF_ROWS(div, divf)
+HALF_ROWS(max, maxf_nan)
+HALF_ROWS(min, minf_nan)
+HALF_ROWS(fmod, fmodf)
+HALF_ROWS(pymod, pymodf)
 
 ROW2(eq_f32, float, float, uint8_t, a == b)
 ROW2(eq_i32, int32_t, int32_t, uint8_t, a == b)
@@ -286,6 +349,21 @@ ROW2(le_i64, int64_t, int64_t, uint8_t, a <= b)
 ROW2(ge_f32, float, float, uint8_t, a >= b)
 ROW2(ge_i32, int32_t, int32_t, uint8_t, a >= b)
 ROW2(ge_i64, int64_t, int64_t, uint8_t, a >= b)
+ROW2(eq_i8, int8_t, int8_t, uint8_t, a == b)
+ROW2(lt_i8, int8_t, int8_t, uint8_t, a < b)
+ROW2(gt_i8, int8_t, int8_t, uint8_t, a > b)
+ROW2(le_i8, int8_t, int8_t, uint8_t, a <= b)
+ROW2(ge_i8, int8_t, int8_t, uint8_t, a >= b)
+ROW2(eq_u8, uint8_t, uint8_t, uint8_t, a == b)
+ROW2(lt_u8, uint8_t, uint8_t, uint8_t, a < b)
+ROW2(gt_u8, uint8_t, uint8_t, uint8_t, a > b)
+ROW2(le_u8, uint8_t, uint8_t, uint8_t, a <= b)
+ROW2(ge_u8, uint8_t, uint8_t, uint8_t, a >= b)
+HALF_CMP(eq, ==)
+HALF_CMP(lt, <)
+HALF_CMP(gt, >)
+HALF_CMP(le, <=)
+HALF_CMP(ge, >=)
 ROW2(and_b8, uint8_t, uint8_t, uint8_t, (a != 0) & (b != 0))
 ROW2(or_b8, uint8_t, uint8_t, uint8_t, (a != 0) | (b != 0))
 ROW2(xor_b8, uint8_t, uint8_t, uint8_t, (a != 0) ^ (b != 0))
@@ -347,14 +425,20 @@ static row_fn row_by_size(size_t es, row_fn f1, row_fn f2, row_fn f4, row_fn f8)
 /* ---- binary ops: one descriptor each ---- */
 
 typedef struct binop {
-    row_fn f32, i32, i64, b8;
+    row_fn f32, i32, i64, b8, i8, u8, f16, bf16;
     bool to_bool; /* comparisons */
 } binop;
 
 static uint32_t binop_mask(const binop *op)
 {
-    return (op->f32 ? IR_EW_BIT(KILN_DTYPE_F32) : 0) | (op->i32 ? IR_EW_BIT(KILN_DTYPE_I32) : 0) |
-           (op->i64 ? IR_EW_BIT(KILN_DTYPE_I64) : 0) | (op->b8 ? IR_EW_BIT(KILN_DTYPE_BOOL) : 0);
+    static const kiln_dtype types[] = {KILN_DTYPE_F32,  KILN_DTYPE_I32, KILN_DTYPE_I64,
+                                       KILN_DTYPE_BOOL, KILN_DTYPE_I8,  KILN_DTYPE_U8,
+                                       KILN_DTYPE_F16,  KILN_DTYPE_BF16};
+    const row_fn rows[] = {op->f32, op->i32, op->i64, op->b8, op->i8, op->u8, op->f16, op->bf16};
+    uint32_t mask = 0;
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        if (rows[i]) mask |= IR_EW_BIT(types[i]);
+    return mask;
 }
 
 static row_fn binop_row(const binop *op, kiln_dtype t)
@@ -364,27 +448,50 @@ static row_fn binop_row(const binop *op, kiln_dtype t)
     case KILN_DTYPE_I32: return op->i32;
     case KILN_DTYPE_I64: return op->i64;
     case KILN_DTYPE_BOOL: return op->b8;
+    case KILN_DTYPE_I8: return op->i8;
+    case KILN_DTYPE_U8: return op->u8;
+    case KILN_DTYPE_F16: return op->f16;
+    case KILN_DTYPE_BF16: return op->bf16;
     default: return NULL;
     }
 }
 
-static const binop k_add = {add_f32, add_i32r, add_i64r, NULL, false};
-static const binop k_sub = {sub_f32, sub_i32r, sub_i64r, NULL, false};
-static const binop k_mul = {mul_f32, mul_i32r, mul_i64r, NULL, false};
-static const binop k_div = {div_f32, div_i32r, div_i64r, NULL, false};
-static const binop k_max = {max_f32, max_i32, max_i64, NULL, false};
-static const binop k_min = {min_f32, min_i32, min_i64, NULL, false};
-static const binop k_sum = {add_f32, NULL, NULL, NULL, false};
-static const binop k_pymod = {NULL, pymod_i32r, pymod_i64r, NULL, false};
-static const binop k_cmod = {fmod_f32, cmod_i32r, cmod_i64r, NULL, false};
-static const binop k_equal = {eq_f32, eq_i32, eq_i64, eq_b8, true};
-static const binop k_less = {lt_f32, lt_i32, lt_i64, NULL, true};
-static const binop k_greater = {gt_f32, gt_i32, gt_i64, NULL, true};
-static const binop k_less_equal = {le_f32, le_i32, le_i64, NULL, true};
-static const binop k_greater_equal = {ge_f32, ge_i32, ge_i64, NULL, true};
-static const binop k_and = {NULL, NULL, NULL, and_b8, true};
-static const binop k_or = {NULL, NULL, NULL, or_b8, true};
-static const binop k_xor = {NULL, NULL, NULL, xor_b8, true};
+/* Every numeric dtype kiln has; one row kernel per dtype and op. */
+#define NUM_ROWS(p, ri)                                                                            \
+    .f32 = p##_f32, .i32 = p##_i32##ri, .i64 = p##_i64##ri, .i8 = p##_i8##ri, .u8 = p##_u8##ri,    \
+    .f16 = p##_f16, .bf16 = p##_bf16
+
+static const binop k_add = {NUM_ROWS(add, r)};
+static const binop k_sub = {NUM_ROWS(sub, r)};
+static const binop k_mul = {NUM_ROWS(mul, r)};
+static const binop k_div = {NUM_ROWS(div, r)};
+static const binop k_max = {NUM_ROWS(max, )};
+static const binop k_min = {NUM_ROWS(min, )};
+/* ONNX's Sum is for floating types only. */
+static const binop k_sum = {.f32 = add_f32, .f16 = add_f16, .bf16 = add_bf16};
+static const binop k_mean = {.f32 = add_f32}; /* eval_mean divides f32 */
+static const binop k_pymod = {.f32 = pymod_f32,
+                              .i32 = pymod_i32r,
+                              .i64 = pymod_i64r,
+                              .i8 = pymod_i8r,
+                              .u8 = mod_u8r,
+                              .f16 = pymod_f16,
+                              .bf16 = pymod_bf16};
+static const binop k_cmod = {.f32 = fmod_f32,
+                             .i32 = cmod_i32r,
+                             .i64 = cmod_i64r,
+                             .i8 = cmod_i8r,
+                             .u8 = mod_u8r,
+                             .f16 = fmod_f16,
+                             .bf16 = fmod_bf16};
+static const binop k_equal = {NUM_ROWS(eq, ), .b8 = eq_b8, .to_bool = true};
+static const binop k_less = {NUM_ROWS(lt, ), .to_bool = true};
+static const binop k_greater = {NUM_ROWS(gt, ), .to_bool = true};
+static const binop k_less_equal = {NUM_ROWS(le, ), .to_bool = true};
+static const binop k_greater_equal = {NUM_ROWS(ge, ), .to_bool = true};
+static const binop k_and = {.b8 = and_b8, .to_bool = true};
+static const binop k_or = {.b8 = or_b8, .to_bool = true};
+static const binop k_xor = {.b8 = xor_b8, .to_bool = true};
 
 static kiln_status same_dtype(const ir_node *n, const ir_tensor *in, int32_t i)
 {
@@ -442,20 +549,15 @@ BINARY_OP(xor, k_xor)
 
 /* ---- Mod ---- */
 
-/* ONNX: fmod=0 is Python's % and is for integers; fmod=1 is C's fmod (for floats; the
- * reference implementation also runs it on integers, as C's %). */
+/* ONNX: fmod=0 is Python's % (floor division; opset 28 defines it for floats too, as
+ * numpy's remainder), fmod=1 is C's fmod (truncation; on integers C's %). */
 kiln_status ir_ew_infer_mod(ir_infer *c)
 {
     int64_t fm = ir_attr_int(c->node, "fmod");
     if (fm != 0 && fm != 1)
         return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH, "fmod must be 0 or 1, got %lld",
                              (long long)fm);
-    KILN_TRY(infer_binary(c, &k_cmod));
-    if (fm == 0 && c->in[0].dtype == KILN_DTYPE_F32)
-        return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH,
-                             "fmod=0 (Python %%) is for integer inputs, got f32; "
-                             "floating-point inputs need fmod=1");
-    return KILN_OK;
+    return infer_binary(c, fm ? &k_cmod : &k_pymod);
 }
 
 kiln_status ir_ew_eval_mod(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
@@ -609,12 +711,12 @@ VARIADIC_OP(max, k_max)
 VARIADIC_OP(min, k_min)
 VARIADIC_OP(sum, k_sum)
 
-kiln_status ir_ew_infer_mean(ir_infer *c) { return infer_variadic(c, &k_sum); }
+kiln_status ir_ew_infer_mean(ir_infer *c) { return infer_variadic(c, &k_mean); }
 
 kiln_status ir_ew_eval_mean(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
                             int32_t n_out)
 {
-    KILN_TRY(eval_variadic(n, &k_sum, in, n_in, &out[0]));
+    KILN_TRY(eval_variadic(n, &k_mean, in, n_in, &out[0]));
     float *y = out[0].data;
     int64_t cnt = ir_tensor_count(&out[0]);
     float k = (float)n_in;

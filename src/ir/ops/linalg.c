@@ -67,10 +67,15 @@ kiln_status lin_const_ints(const ir_node *n, const ir_tensor *t, const char *wha
     if (t->shape.rank > 1)
         return ir_node_error(n, KILN_ERR_SHAPE, "input '%s' must be 1-D, got shape %s", what,
                              kiln_dims_str(&t->shape, s, sizeof s));
+    int64_t cnt = ir_tensor_count(t);
+    /* An empty input is known from its shape alone (ReduceSum's default axes). */
+    if (cnt == 0) {
+        *count = 0;
+        return KILN_OK;
+    }
     if (!t->data)
         return ir_node_error(n, KILN_ERR_UNSUPPORTED,
                              "input '%s' must be a constant known at build time", what);
-    int64_t cnt = ir_tensor_count(t);
     if (cnt > max)
         return ir_node_error(n, KILN_ERR_SHAPE, "input '%s' has %lld values, expected at most %lld",
                              what, (long long)cnt, (long long)max);
@@ -196,6 +201,23 @@ static void mm_i32(int64_t m, int64_t n, int64_t k, const int32_t *a, const int3
     }
 }
 
+/* f16 and bf16 products accumulate in f32 and round once per output (as numpy's half
+ * matmul does); a plain loop, since half-precision models are rare on this path. */
+static void mm_half(int64_t m, int64_t n, int64_t k, const uint16_t *a, const uint16_t *b,
+                    uint16_t *c, bool bf16)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (int64_t kk = 0; kk < k; kk++) {
+                uint16_t av = a[i * k + kk], bv = b[kk * n + j];
+                s += bf16 ? kiln_bf16_to_f32(av) * kiln_bf16_to_f32(bv)
+                          : kiln_f16_to_f32(av) * kiln_f16_to_f32(bv);
+            }
+            c[i * n + j] = bf16 ? kiln_f32_to_bf16(s) : kiln_f32_to_f16(s);
+        }
+}
+
 /* ---- MatMul ---- */
 
 /* numpy matmul geometry: a 1-D A is a 1 x K row, a 1-D B a K x 1 column (the added dim
@@ -220,10 +242,11 @@ static bool mm_geometry(const kiln_dims *a, const kiln_dims *b, mm_geom *g)
 
 kiln_status lin_infer_matmul(ir_infer *c)
 {
-    static const kiln_dtype ok[] = {KILN_DTYPE_F32, KILN_DTYPE_I32, KILN_DTYPE_I64};
+    static const kiln_dtype ok[] = {KILN_DTYPE_F32, KILN_DTYPE_I32, KILN_DTYPE_I64, KILN_DTYPE_F16,
+                                    KILN_DTYPE_BF16};
     const ir_tensor *a = &c->in[0], *b = &c->in[1];
     char sa[KILN_DIMS_STR_MAX], sb[KILN_DIMS_STR_MAX];
-    KILN_TRY(lin_check_dtype(c, 0, "A", ok, 3));
+    KILN_TRY(lin_check_dtype(c, 0, "A", ok, 5));
     if (b->dtype != a->dtype)
         return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH, "A is %s but B is %s",
                              kiln_dtype_name(a->dtype), kiln_dtype_name(b->dtype));
@@ -274,6 +297,12 @@ kiln_status lin_eval_matmul(const ir_node *n, const ir_tensor *in, int32_t n_in,
         case KILN_DTYPE_I32:
             mm_i32(g.m, g.n, g.k, (const int32_t *)in[0].data + ao,
                    (const int32_t *)in[1].data + bo, (int32_t *)out[0].data + t * csz);
+            break;
+        case KILN_DTYPE_F16:
+        case KILN_DTYPE_BF16:
+            mm_half(g.m, g.n, g.k, (const uint16_t *)in[0].data + ao,
+                    (const uint16_t *)in[1].data + bo, (uint16_t *)out[0].data + t * csz,
+                    in[0].dtype == KILN_DTYPE_BF16);
             break;
         default:
             return ir_node_error(n, KILN_ERR_INTERNAL, "dtype %s reached eval",

@@ -157,12 +157,14 @@ static const ir_attr_def depth_to_space_attrs[] = {
     {"blocksize", KILN_ATTR_INT, true, 0, 0, NULL},
     {"mode", KILN_ATTR_STRING, false, 0, 0, "DCR"},
 };
+/* SpaceToDepth has `mode` since opset 28 (test_spacetodepth_crd_mode_example). */
 static const ir_attr_def space_to_depth_attrs[] = {
     {"blocksize", KILN_ATTR_INT, true, 0, 0, NULL},
+    {"mode", KILN_ATTR_STRING, false, 0, 0, "DCR"},
 };
 
-/* Checks the common part of both ops: a 4-D tensor of a known dtype and a positive
- * block size. */
+/* Checks the common part of both ops: a 4-D tensor of a known dtype, a positive block
+ * size and a mode of DCR or CRD. */
 static kiln_status rearrange_check(ir_infer *c, int64_t *block)
 {
     const ir_tensor *x = &c->in[0];
@@ -178,6 +180,9 @@ static kiln_status rearrange_check(ir_infer *c, int64_t *block)
         return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH,
                              "blocksize is %lld, expected 1 to %lld", (long long)*block,
                              (long long)NN_MAX_ATTR);
+    const char *mode = ir_attr_string(c->node, "mode");
+    if (strcmp(mode, "DCR") != 0 && strcmp(mode, "CRD") != 0)
+        return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH, "mode '%s' is not DCR or CRD", mode);
     return KILN_OK;
 }
 
@@ -195,9 +200,6 @@ static kiln_status infer_depth_to_space(ir_infer *c)
 {
     int64_t b;
     KILN_TRY(rearrange_check(c, &b));
-    const char *mode = ir_attr_string(c->node, "mode");
-    if (strcmp(mode, "DCR") != 0 && strcmp(mode, "CRD") != 0)
-        return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH, "mode '%s' is not DCR or CRD", mode);
     kiln_dims o = c->in[0].shape;
     int64_t ch = o.d[1];
     if (ch < 0) return ir_node_error(c->node, KILN_ERR_SHAPE, "the channel count must be known");
@@ -271,7 +273,8 @@ static kiln_status eval_depth_to_space(const ir_node *n, const ir_tensor *in, in
 static kiln_status eval_space_to_depth(const ir_node *n, const ir_tensor *in, int32_t n_in,
                                        ir_tensor *out, int32_t n_out)
 {
-    rearrange(&out[0], &in[0], ir_attr_int(n, "blocksize"), false, false);
+    bool crd = strcmp(ir_attr_string(n, "mode"), "CRD") == 0;
+    rearrange(&out[0], &in[0], ir_attr_int(n, "blocksize"), crd, false);
     return KILN_OK;
 }
 

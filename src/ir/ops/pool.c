@@ -25,11 +25,16 @@ const ir_attr_def ir_nn_avgpool_attrs[] = {
     {"strides", KILN_ATTR_INTS, false, 0, 0, NULL},
 };
 
-/* X must be f32 and N x C x D1 ... */
-static kiln_status check_pool_input(const ir_node *n, const ir_tensor *x)
+/* X must be f32 (MaxPool also takes i8 and u8) and N x C x D1 ... */
+static kiln_status check_pool_input(const ir_node *n, const ir_tensor *x, bool is_max)
 {
     char s[KILN_DIMS_STR_MAX];
-    KILN_TRY(ir_nn_need_f32(n, x, "X"));
+    if (!(is_max && (x->dtype == KILN_DTYPE_I8 || x->dtype == KILN_DTYPE_U8))) {
+        if (is_max && x->dtype != KILN_DTYPE_F32)
+            return ir_node_error(n, KILN_ERR_UNSUPPORTED, "X has dtype %s, expected f32, i8 or u8",
+                                 kiln_dtype_name(x->dtype));
+        KILN_TRY(ir_nn_need_f32(n, x, "X"));
+    }
     if (x->shape.rank < 3)
         return ir_node_error(n, KILN_ERR_SHAPE,
                              "X must be N x C x D1 x ... (rank 3 or more), got %s",
@@ -48,10 +53,10 @@ static kiln_status read_flag(const ir_node *n, const char *name, bool *out)
     return KILN_OK;
 }
 
-static kiln_status pool_geometry(const ir_node *n, const ir_tensor *x, nn_window *w)
+static kiln_status pool_geometry(const ir_node *n, const ir_tensor *x, bool is_max, nn_window *w)
 {
     bool ceil_mode = false;
-    KILN_TRY(check_pool_input(n, x));
+    KILN_TRY(check_pool_input(n, x, is_max));
     KILN_TRY(read_flag(n, "ceil_mode", &ceil_mode));
     KILN_TRY(ir_nn_window_read(n, x->shape.rank - 2, NULL, w));
     for (int32_t d = 0; d < w->ns; d++) w->in[d] = x->shape.d[2 + d];
@@ -99,9 +104,9 @@ kiln_status ir_nn_maxpool_infer(ir_infer *c)
 {
     nn_window w;
     bool col_major = false;
-    KILN_TRY(pool_geometry(c->node, &c->in[0], &w));
+    KILN_TRY(pool_geometry(c->node, &c->in[0], true, &w));
     KILN_TRY(read_flag(c->node, "storage_order", &col_major));
-    c->out[0].dtype = KILN_DTYPE_F32;
+    c->out[0].dtype = c->in[0].dtype;
     pool_out_shape(&c->in[0], &w, &c->out[0].shape);
     if (c->n_out > 1) {
         c->out[1].dtype = KILN_DTYPE_I64;
@@ -129,50 +134,64 @@ static int64_t max_index(const nn_window *w, int64_t plane, int64_t off, bool co
     return plane * in_plane + idx;
 }
 
+/* One MaxPool kernel per dtype; `lowest` fills a window with no taps inside the input. */
+#define MAXPOOL_KERNEL(name, T, lowest)                                                            \
+    static void name(const nn_window *w, int64_t planes, bool col_major, const T *x, T *y,         \
+                     int64_t *yi)                                                                  \
+    {                                                                                              \
+        int32_t ns = w->ns, last = ns - 1;                                                         \
+        int64_t in_plane = ir_nn_prod(w->in, ns);                                                  \
+        int64_t ist[NN_MAX_SPATIAL];                                                               \
+        in_strides(w, ist);                                                                        \
+        int64_t zero[NN_MAX_SPATIAL] = {0}, dl = w->dilation[last];                                \
+        for (int64_t p = 0; p < planes; p++) {                                                     \
+            const T *xp = x + p * in_plane;                                                        \
+            int64_t o[NN_MAX_SPATIAL] = {0};                                                       \
+            do {                                                                                   \
+                int64_t start[NN_MAX_SPATIAL], klo[NN_MAX_SPATIAL], khi[NN_MAX_SPATIAL];           \
+                T best = (lowest);                                                                 \
+                int64_t best_at = -1;                                                              \
+                if (window_taps(w, o, start, klo, khi)) {                                          \
+                    int64_t k[NN_MAX_SPATIAL];                                                     \
+                    memcpy(k, klo, sizeof(int64_t) * (size_t)ns);                                  \
+                    do {                                                                           \
+                        int64_t row = 0;                                                           \
+                        for (int32_t d = 0; d < last; d++)                                         \
+                            row += (start[d] + k[d] * w->dilation[d]) * ist[d];                    \
+                        for (int64_t kl = klo[last]; kl < khi[last]; kl++) {                       \
+                            int64_t at = row + start[last] + kl * dl;                              \
+                            T v = xp[at];                                                          \
+                            /* the first maximum wins; a NaN wins over numbers */                  \
+                            if (best_at < 0 || v > best || (v != v && best == best)) {             \
+                                best = v;                                                          \
+                                best_at = at;                                                      \
+                            }                                                                      \
+                        }                                                                          \
+                    } while (nn_next(k, klo, khi, last));                                          \
+                }                                                                                  \
+                *y++ = best;                                                                       \
+                if (yi) *yi++ = best_at < 0 ? -1 : max_index(w, p, best_at, col_major);            \
+            } while (nn_next(o, zero, w->out, ns));                                                \
+        }                                                                                          \
+    }
+
+MAXPOOL_KERNEL(maxpool_f32, float, -INFINITY)
+MAXPOOL_KERNEL(maxpool_i8, int8_t, INT8_MIN)
+MAXPOOL_KERNEL(maxpool_u8, uint8_t, 0)
+
 kiln_status ir_nn_maxpool_eval(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
                                int32_t n_out)
 {
     nn_window w;
     bool col_major = false;
-    KILN_TRY(pool_geometry(n, &in[0], &w));
+    KILN_TRY(pool_geometry(n, &in[0], true, &w));
     KILN_TRY(read_flag(n, "storage_order", &col_major));
-    int32_t ns = w.ns, last = ns - 1;
     int64_t planes = in[0].shape.d[0] * in[0].shape.d[1];
-    int64_t in_plane = ir_nn_prod(w.in, ns);
-    int64_t ist[NN_MAX_SPATIAL];
-    in_strides(&w, ist);
-    const float *x = in[0].data;
-    float *y = out[0].data;
     int64_t *yi = n_out > 1 ? out[1].data : NULL;
-    int64_t zero[NN_MAX_SPATIAL] = {0}, dl = w.dilation[last];
-    for (int64_t p = 0; p < planes; p++) {
-        const float *xp = x + p * in_plane;
-        int64_t o[NN_MAX_SPATIAL] = {0};
-        do {
-            int64_t start[NN_MAX_SPATIAL], klo[NN_MAX_SPATIAL], khi[NN_MAX_SPATIAL];
-            float best = -INFINITY;
-            int64_t best_at = -1;
-            if (window_taps(&w, o, start, klo, khi)) {
-                int64_t k[NN_MAX_SPATIAL];
-                memcpy(k, klo, sizeof(int64_t) * (size_t)ns);
-                do {
-                    int64_t row = 0;
-                    for (int32_t d = 0; d < last; d++)
-                        row += (start[d] + k[d] * w.dilation[d]) * ist[d];
-                    for (int64_t kl = klo[last]; kl < khi[last]; kl++) {
-                        int64_t at = row + start[last] + kl * dl;
-                        float v = xp[at];
-                        /* the first maximum wins; a NaN wins over numbers */
-                        if (best_at < 0 || v > best || (v != v && best == best)) {
-                            best = v;
-                            best_at = at;
-                        }
-                    }
-                } while (nn_next(k, klo, khi, last));
-            }
-            *y++ = best;
-            if (yi) *yi++ = best_at < 0 ? -1 : max_index(&w, p, best_at, col_major);
-        } while (nn_next(o, zero, w.out, ns));
+    switch (in[0].dtype) {
+    case KILN_DTYPE_I8: maxpool_i8(&w, planes, col_major, in[0].data, out[0].data, yi); break;
+    case KILN_DTYPE_U8: maxpool_u8(&w, planes, col_major, in[0].data, out[0].data, yi); break;
+    default: maxpool_f32(&w, planes, col_major, in[0].data, out[0].data, yi); break;
     }
     return KILN_OK;
 }
@@ -183,7 +202,7 @@ kiln_status ir_nn_avgpool_infer(ir_infer *c)
 {
     nn_window w;
     bool include_pad = false;
-    KILN_TRY(pool_geometry(c->node, &c->in[0], &w));
+    KILN_TRY(pool_geometry(c->node, &c->in[0], false, &w));
     KILN_TRY(read_flag(c->node, "count_include_pad", &include_pad));
     c->out[0].dtype = KILN_DTYPE_F32;
     pool_out_shape(&c->in[0], &w, &c->out[0].shape);
@@ -199,7 +218,7 @@ kiln_status ir_nn_avgpool_eval(const ir_node *n, const ir_tensor *in, int32_t n_
 {
     nn_window w;
     bool include_pad = false;
-    KILN_TRY(pool_geometry(n, &in[0], &w));
+    KILN_TRY(pool_geometry(n, &in[0], false, &w));
     KILN_TRY(read_flag(n, "count_include_pad", &include_pad));
     int32_t ns = w.ns, last = ns - 1;
     int64_t planes = in[0].shape.d[0] * in[0].shape.d[1];
@@ -246,7 +265,7 @@ kiln_status ir_nn_avgpool_eval(const ir_node *n, const ir_tensor *in, int32_t n_
 static kiln_status infer_global(ir_infer *c)
 {
     const ir_tensor *x = &c->in[0];
-    KILN_TRY(check_pool_input(c->node, x));
+    KILN_TRY(check_pool_input(c->node, x, false));
     for (int32_t d = 2; d < x->shape.rank; d++)
         if (x->shape.d[d] == 0)
             return ir_node_error(c->node, KILN_ERR_SHAPE, "spatial dim %d of X is 0", d - 2);

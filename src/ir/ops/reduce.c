@@ -60,10 +60,12 @@ static kiln_status reduce_mask(const ir_node *n, const ir_tensor *in, int32_t n_
     return KILN_OK;
 }
 
-static kiln_status reduce_infer(ir_infer *c, bool ints_ok)
+/* `n_ok` dtypes of the list are accepted: f32 only, with i32 and i64, with bool too. */
+static kiln_status reduce_infer(ir_infer *c, int n_ok)
 {
-    static const kiln_dtype ok[] = {KILN_DTYPE_F32, KILN_DTYPE_I32, KILN_DTYPE_I64};
-    KILN_TRY(lin_check_dtype(c, 0, "data", ok, ints_ok ? 3 : 1));
+    static const kiln_dtype ok[] = {KILN_DTYPE_F32, KILN_DTYPE_I32, KILN_DTYPE_I64,
+                                    KILN_DTYPE_BOOL};
+    KILN_TRY(lin_check_dtype(c, 0, "data", ok, n_ok));
     const kiln_dims *xs = &c->in[0].shape;
     bool mask[KILN_MAX_RANK];
     KILN_TRY(reduce_mask(c->node, c->in, c->n_in, mask));
@@ -272,21 +274,25 @@ static void reduce_f32(red_kind kind, const kiln_dims *xs, const bool *mask, con
 }
 
 /* Integer reductions wrap like C unsigned arithmetic (sum, product, squares); they serve
- * shape arithmetic, so a plain loop per output is enough. */
+ * shape arithmetic, so a plain loop per output is enough. Bool (ReduceMax and ReduceMin
+ * only) is any and all; the empty set gives false and true. */
 static void reduce_int(red_kind kind, kiln_dtype dt, const kiln_dims *xs, const bool *mask,
                        const void *x, void *y)
 {
     red_plan p;
     red_plan_make(xs, mask, &p);
-    bool is64 = dt == KILN_DTYPE_I64;
+    bool is64 = dt == KILN_DTYPE_I64, is_bool = dt == KILN_DTYPE_BOOL;
+    int64_t lo = is64 ? INT64_MIN : is_bool ? 0 : INT32_MIN;
+    int64_t hi = is64 ? INT64_MAX : is_bool ? 1 : INT32_MAX;
     for (int64_t o = 0; o < p.kcount; o++) {
         int64_t base = lin_offset(o, p.nk, p.ksz, p.kst);
         uint64_t acc = kind == RK_PROD ? 1 : 0;
-        int64_t ext =
-            kind == RK_MAX ? (is64 ? INT64_MIN : INT32_MIN) : (is64 ? INT64_MAX : INT32_MAX);
+        int64_t ext = kind == RK_MAX ? lo : hi;
         for (int64_t r = 0; r < p.rcount; r++) {
             int64_t i = base + lin_offset(r, p.nr, p.rsz, p.rst);
-            int64_t v = is64 ? ((const int64_t *)x)[i] : ((const int32_t *)x)[i];
+            int64_t v = is64      ? ((const int64_t *)x)[i]
+                        : is_bool ? (int64_t)(((const uint8_t *)x)[i] != 0)
+                                  : ((const int32_t *)x)[i];
             switch (kind) {
             case RK_MAX: ext = v > ext ? v : ext; break;
             case RK_MIN: ext = v < ext ? v : ext; break;
@@ -297,7 +303,9 @@ static void reduce_int(red_kind kind, kiln_dtype dt, const kiln_dims *xs, const 
             }
         }
         uint64_t res = kind == RK_MAX || kind == RK_MIN ? (uint64_t)ext : acc;
-        if (is64)
+        if (is_bool)
+            ((uint8_t *)y)[o] = (uint8_t)res;
+        else if (is64)
             ((int64_t *)y)[o] = (int64_t)res;
         else
             ((int32_t *)y)[o] = (int32_t)(uint32_t)res;
@@ -316,25 +324,25 @@ static kiln_status reduce_eval(red_kind kind, const ir_node *n, const ir_tensor 
     return KILN_OK;
 }
 
-/* One infer and eval pair per op; `ints` says whether i32/i64 data is accepted. */
-#define REDUCE_OP(fn, kind, ints)                                                                  \
-    kiln_status lin_infer_##fn(ir_infer *c) { return reduce_infer(c, ints); }                      \
+/* One infer and eval pair per op; `n_ok` as reduce_infer takes it. */
+#define REDUCE_OP(fn, kind, n_ok)                                                                  \
+    kiln_status lin_infer_##fn(ir_infer *c) { return reduce_infer(c, n_ok); }                      \
     kiln_status lin_eval_##fn(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out, \
                               int32_t n_out)                                                       \
     {                                                                                              \
         return reduce_eval(kind, n, in, n_in, out);                                                \
     }
 
-REDUCE_OP(reduce_sum, RK_SUM, true)
-REDUCE_OP(reduce_mean, RK_MEAN, false)
-REDUCE_OP(reduce_max, RK_MAX, true)
-REDUCE_OP(reduce_min, RK_MIN, true)
-REDUCE_OP(reduce_prod, RK_PROD, true)
-REDUCE_OP(reduce_l1, RK_L1, true)
-REDUCE_OP(reduce_l2, RK_L2, false)
-REDUCE_OP(reduce_sumsq, RK_SUMSQ, true)
-REDUCE_OP(reduce_logsum, RK_LOGSUM, false)
-REDUCE_OP(reduce_logsumexp, RK_LSE, false)
+REDUCE_OP(reduce_sum, RK_SUM, 3)
+REDUCE_OP(reduce_mean, RK_MEAN, 1)
+REDUCE_OP(reduce_max, RK_MAX, 4)
+REDUCE_OP(reduce_min, RK_MIN, 4)
+REDUCE_OP(reduce_prod, RK_PROD, 3)
+REDUCE_OP(reduce_l1, RK_L1, 3)
+REDUCE_OP(reduce_l2, RK_L2, 1)
+REDUCE_OP(reduce_sumsq, RK_SUMSQ, 3)
+REDUCE_OP(reduce_logsum, RK_LOGSUM, 1)
+REDUCE_OP(reduce_logsumexp, RK_LSE, 1)
 
 /* ---- element comparison shared by ArgMax/ArgMin and TopK ---- */
 

@@ -1,6 +1,7 @@
-/* resize.c - Resize (opset 19) on f32: nearest and N-D linear interpolation over any set
- * of axes, with every coordinate transformation but tf_crop_and_resize. Coordinates are
- * computed in double; onnxruntime uses float, which can differ on exact rounding ties. */
+/* resize.c - Resize (opset 19) on f32: nearest, N-D linear and N-D cubic interpolation
+ * over any set of axes, antialiasing when downscaling, exclude_outside, and every
+ * coordinate transformation including tf_crop_and_resize. Coordinates are computed in
+ * double; onnxruntime uses float, which can differ on exact rounding ties. */
 #include <math.h>
 #include <string.h>
 
@@ -11,20 +12,30 @@ enum {
     CT_HALF_PIXEL_SYMMETRIC,
     CT_PYTORCH_HALF_PIXEL,
     CT_ALIGN_CORNERS,
-    CT_ASYMMETRIC
+    CT_ASYMMETRIC,
+    CT_TF_CROP_AND_RESIZE
 };
-static const char *const ct_names[] = {"half_pixel", "half_pixel_symmetric", "pytorch_half_pixel",
-                                       "align_corners", "asymmetric"};
+static const char *const ct_names[] = {"half_pixel",         "half_pixel_symmetric",
+                                       "pytorch_half_pixel", "align_corners",
+                                       "asymmetric",         "tf_crop_and_resize"};
 enum { NM_ROUND_PREFER_FLOOR, NM_ROUND_PREFER_CEIL, NM_FLOOR, NM_CEIL };
 static const char *const nm_names[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
 enum { KA_STRETCH, KA_NOT_LARGER, KA_NOT_SMALLER };
 static const char *const ka_names[] = {"stretch", "not_larger", "not_smaller"};
+enum { RM_NEAREST, RM_LINEAR, RM_CUBIC };
+static const char *const mode_names[] = {"nearest", "linear", "cubic"};
+
+/* Most taps one axis may read per output: antialiased cubic reads about 4 / scale, so
+ * this allows downscaling by 1/15 at most (checked when the plan is made). */
+enum { RS_MAX_TAPS = 64 };
 
 typedef struct resize_plan {
     kiln_dims out;
-    bool linear;
-    int ct, nearest;
-    double scale[KILN_MAX_RANK]; /* the scale the coordinate transform uses, per axis */
+    int mode, ct, nearest;
+    bool antialias, exclude_outside;
+    double cubic_a;
+    double scale[KILN_MAX_RANK];         /* the scale the coordinate transform uses, per axis */
+    int32_t n_axes, axis[KILN_MAX_RANK]; /* the axes resized, in the order roi lists them */
 } resize_plan;
 
 static int find_name(const char *s, const char *const *names, int count)
@@ -40,26 +51,26 @@ static kiln_status resize_modes(const ir_node *n, resize_plan *p, int *keep)
     const char *ct = ir_attr_string(n, "coordinate_transformation_mode");
     const char *nm = ir_attr_string(n, "nearest_mode");
     const char *ka = ir_attr_string(n, "keep_aspect_ratio_policy");
-    if (strcmp(mode, "cubic") == 0)
-        return ir_node_error(n, KILN_ERR_UNSUPPORTED,
-                             "mode 'cubic' is not supported, kiln implements nearest and linear");
-    if (strcmp(mode, "nearest") != 0 && strcmp(mode, "linear") != 0)
+    p->mode = find_name(mode, mode_names, 3);
+    if (p->mode < 0)
         return ir_node_error(n, KILN_ERR_INVALID_GRAPH,
                              "mode '%s' is unknown, expected nearest, linear or cubic", mode);
-    p->linear = strcmp(mode, "linear") == 0;
-    if (ir_attr_int(n, "antialias") != 0)
-        return ir_node_error(n, KILN_ERR_UNSUPPORTED, "antialias=%lld is not supported, expected 0",
-                             (long long)ir_attr_int(n, "antialias"));
-    if (strcmp(ct, "tf_crop_and_resize") == 0)
-        return ir_node_error(
-            n, KILN_ERR_UNSUPPORTED,
-            "coordinate_transformation_mode 'tf_crop_and_resize' is not supported");
-    p->ct = find_name(ct, ct_names, 5);
+    int64_t aa = ir_attr_int(n, "antialias"), eo = ir_attr_int(n, "exclude_outside");
+    if ((aa != 0 && aa != 1) || (eo != 0 && eo != 1))
+        return ir_node_error(n, KILN_ERR_INVALID_GRAPH,
+                             "antialias is %lld and exclude_outside %lld, expected 0 or 1",
+                             (long long)aa, (long long)eo);
+    /* ONNX: antialias affects linear and cubic only. */
+    p->antialias = aa == 1 && p->mode != RM_NEAREST;
+    p->exclude_outside = eo == 1;
+    p->cubic_a = ir_attr_float(n, "cubic_coeff_a");
+    p->ct = find_name(ct, ct_names, 6);
     if (p->ct < 0)
         return ir_node_error(
             n, KILN_ERR_INVALID_GRAPH,
             "coordinate_transformation_mode '%s' is unknown, expected half_pixel, "
-            "half_pixel_symmetric, pytorch_half_pixel, align_corners or asymmetric",
+            "half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric or "
+            "tf_crop_and_resize",
             ct);
     p->nearest = find_name(nm, nm_names, 4);
     if (p->nearest < 0)
@@ -173,6 +184,26 @@ static kiln_status resize_make(const ir_node *n, const ir_tensor *in, int32_t n_
         KILN_TRY(resize_from_scales(n, &in[2], ax, na, s, p));
     else
         KILN_TRY(resize_from_sizes(n, in, ax, na, keep, p));
+    p->n_axes = (int32_t)na;
+    memcpy(p->axis, ax, sizeof(int32_t) * (size_t)na);
+    if (p->ct == CT_TF_CROP_AND_RESIZE) {
+        const ir_tensor *roi = shape_has(in, n_in, 1) ? &in[1] : NULL;
+        if (!roi || roi->dtype != KILN_DTYPE_F32 || roi->shape.rank != 1 ||
+            roi->shape.d[0] != 2 * na)
+            return ir_node_error(n, KILN_ERR_INVALID_GRAPH,
+                                 "tf_crop_and_resize needs input 'roi' as f32 of %lld values "
+                                 "(a start and an end per axis)",
+                                 (long long)(2 * na));
+    }
+    for (int32_t k = 0; p->mode != RM_NEAREST && k < r; k++) {
+        double ks = p->antialias && p->scale[k] < 1.0 ? p->scale[k] : 1.0;
+        double support = p->mode == RM_CUBIC ? 2.0 : 1.0;
+        if (2.0 * support / ks + 2.0 > (double)RS_MAX_TAPS)
+            return ir_node_error(n, KILN_ERR_UNSUPPORTED,
+                                 "antialiased downscaling of axis %d by %g reads more than %d "
+                                 "input elements per output, the most kiln supports",
+                                 k, p->scale[k], (int)RS_MAX_TAPS);
+    }
     return KILN_OK;
 }
 
@@ -184,8 +215,11 @@ kiln_status shape_infer_resize(ir_infer *c)
 }
 
 /* Where output coordinate x of an axis (out_len long, in_len in the input) samples the
- * input; the formulas of the ONNX Resize spec. */
-static double resize_coord(int ct, double x, double scale, int64_t in_len, int64_t out_len)
+ * input; the formulas of the ONNX Resize spec. `roi` is the axis's (start, end) for
+ * tf_crop_and_resize. The output length is the integer one, as in onnxruntime (ONNX's
+ * reference uses in_len * scale, fractional with scales: see onnx_node_skips.txt). */
+static double resize_coord(int ct, double x, double scale, int64_t in_len, int64_t out_len,
+                           const float *roi)
 {
     switch (ct) {
     case CT_ASYMMETRIC: return x / scale;
@@ -197,6 +231,11 @@ static double resize_coord(int ct, double x, double scale, int64_t in_len, int64
         double adjustment = (double)out_len / (scale * (double)in_len);
         double offset = (double)in_len / 2.0 * (1.0 - adjustment);
         return offset + (x + 0.5) / scale - 0.5;
+    }
+    case CT_TF_CROP_AND_RESIZE: {
+        double lo = roi[0], hi = roi[1], span = (double)(in_len - 1);
+        return lo * span + (out_len > 1 ? x * (hi - lo) * span / (double)(out_len - 1)
+                                        : 0.5 * (hi - lo) * span);
     }
     default: return (x + 0.5) / scale - 0.5;
     }
@@ -213,33 +252,63 @@ static double nearest_round(int mode, double x)
     }
 }
 
-/* Per axis, the input elements output index o reads: i0 (and i1 with weight w for
- * linear). Samples outside the input take the edge, as the spec's edge padding does;
- * clamping x to [-1, len] first keeps the integer conversion defined and changes
- * nothing else. */
-typedef struct axis_tap {
-    int64_t i0, i1;
-    double w;
-} axis_tap;
-
-static axis_tap resize_tap(const resize_plan *p, int32_t k, int64_t o, int64_t in_len)
+/* The interpolation kernels at distance t (in input elements, scaled when antialiasing):
+ * the triangle, and Keys' cubic with parameter a; both vanish from their support on. */
+static double kernel_weight(int mode, double a, double t)
 {
-    axis_tap t;
-    double x = resize_coord(p->ct, (double)o, p->scale[k], in_len, p->out.d[k]);
-    if (x < -1.0) x = -1.0;
-    if (x > (double)in_len) x = (double)in_len;
-    if (!p->linear) {
+    t = fabs(t);
+    if (mode == RM_LINEAR) return t < 1.0 ? 1.0 - t : 0.0;
+    if (t <= 1.0) return ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0;
+    if (t < 2.0) return ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a;
+    return 0.0;
+}
+
+/* Per axis, the input elements an output index reads and their weights. `outside`:
+ * tf_crop_and_resize sampled outside the input, so the output is extrapolation_value. */
+typedef struct axis_taps {
+    int32_t n;
+    bool outside;
+    int64_t idx[RS_MAX_TAPS];
+    double w[RS_MAX_TAPS];
+} axis_taps;
+
+/* The taps of output index o of axis k: the nearest element, or every element within the
+ * kernel's support (stretched by 1 / scale when antialiasing a downscale) around the
+ * sample x. Samples past the edges read the edge element (ONNX's edge padding), unless
+ * exclude_outside drops them and renormalizes the rest. */
+static void resize_taps(const resize_plan *p, int32_t k, int64_t o, int64_t in_len,
+                        const float *roi, axis_taps *t)
+{
+    double x = resize_coord(p->ct, (double)o, p->scale[k], in_len, p->out.d[k], roi);
+    t->outside = p->ct == CT_TF_CROP_AND_RESIZE && (x < 0.0 || x > (double)(in_len - 1));
+    /* Far outside, every tap is an edge tap: clamping keeps the integer conversions
+     * defined and changes no result. */
+    double lim = (double)RS_MAX_TAPS + 2.0;
+    if (x < -lim) x = -lim;
+    if (x > (double)in_len + lim) x = (double)in_len + lim;
+    if (p->mode == RM_NEAREST) {
         int64_t i = (int64_t)nearest_round(p->nearest, x);
-        t.i0 = t.i1 = i < 0 ? 0 : i >= in_len ? in_len - 1 : i;
-        t.w = 0.0;
-        return t;
+        t->n = 1;
+        t->idx[0] = i < 0 ? 0 : i >= in_len ? in_len - 1 : i;
+        t->w[0] = 1.0;
+        return;
     }
-    double f = floor(x);
-    int64_t a = (int64_t)f;
-    t.w = x - f;
-    t.i0 = a < 0 ? 0 : a >= in_len ? in_len - 1 : a;
-    t.i1 = a + 1 < 0 ? 0 : a + 1 >= in_len ? in_len - 1 : a + 1;
-    return t;
+    double ks = p->antialias && p->scale[k] < 1.0 ? p->scale[k] : 1.0;
+    double support = p->mode == RM_CUBIC ? 2.0 : 1.0, base = floor(x), ratio = x - base, sum = 0.0;
+    int64_t first = (int64_t)floor(-support / ks) + 1;
+    t->n = (int32_t)(2 - 2 * first);
+    for (int32_t i = 0; i < t->n; i++) {
+        int64_t at = (int64_t)base + first + i;
+        double w = kernel_weight(p->mode, p->cubic_a, ((double)(first + i) - ratio) * ks);
+        if (p->exclude_outside && (at < 0 || at >= in_len)) w = 0.0;
+        t->idx[i] = at < 0 ? 0 : at >= in_len ? in_len - 1 : at;
+        t->w[i] = w;
+        sum += w;
+    }
+    /* Antialiased kernels are normalized (their stretched weights do not sum to 1), and
+     * exclude_outside renormalizes what is left. */
+    if ((p->antialias || p->exclude_outside) && sum != 0.0)
+        for (int32_t i = 0; i < t->n; i++) t->w[i] /= sum;
 }
 
 kiln_status shape_eval_resize(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
@@ -251,43 +320,62 @@ kiln_status shape_eval_resize(const ir_node *n, const ir_tensor *in, int32_t n_i
     const kiln_dims *s = &in[0].shape;
     const float *x = in[0].data;
     float *y = out[0].data;
+    float extrapolation = ir_attr_float(n, "extrapolation_value");
     int32_t r = s->rank;
     int64_t st[KILN_MAX_RANK], idx[KILN_MAX_RANK] = {0}, total = kiln_dims_count(&p.out);
-    axis_tap tap[KILN_MAX_RANK];
+    /* roi per axis (start, end); axes not listed keep the whole range */
+    float roi[KILN_MAX_RANK][2];
+    for (int32_t k = 0; k < r; k++) {
+        roi[k][0] = 0.0f;
+        roi[k][1] = 1.0f;
+    }
+    if (p.ct == CT_TF_CROP_AND_RESIZE)
+        for (int32_t i = 0; i < p.n_axes; i++) {
+            roi[p.axis[i]][0] = ((const float *)in[1].data)[i];
+            roi[p.axis[i]][1] = ((const float *)in[1].data)[p.n_axes + i];
+        }
+    axis_taps tap[KILN_MAX_RANK];
     if (total == 0) return KILN_OK;
     kiln_dims_strides(s, st);
     /* Walk the output in order, recomputing taps only for the axes whose index moved. */
-    for (int32_t k = 0; k < r; k++) tap[k] = resize_tap(&p, k, 0, s->d[k]);
+    for (int32_t k = 0; k < r; k++) resize_taps(&p, k, 0, s->d[k], roi[k], &tap[k]);
     for (int64_t j = 0; j < total; j++) {
+        /* Axes with one tap add a fixed offset; the others are summed over. */
+        int32_t act[KILN_MAX_RANK], na = 0;
         int64_t base = 0;
-        for (int32_t k = 0; k < r; k++) base += tap[k].i0 * st[k];
-        if (!p.linear) {
+        bool outside = false;
+        for (int32_t k = 0; k < r; k++) {
+            outside = outside || tap[k].outside;
+            if (tap[k].n == 1)
+                base += tap[k].idx[0] * st[k];
+            else
+                act[na++] = k;
+        }
+        if (outside) {
+            y[j] = extrapolation;
+        } else if (na == 0) {
             y[j] = x[base];
         } else {
-            /* Sum over the corners of the cell, only along axes that interpolate. */
-            int32_t act[KILN_MAX_RANK], na = 0;
-            for (int32_t k = 0; k < r; k++)
-                if (tap[k].w != 0.0 && tap[k].i1 != tap[k].i0) act[na++] = k;
+            int32_t c[KILN_MAX_RANK] = {0};
             double acc = 0.0;
-            for (uint32_t m = 0; m < (1u << na); m++) {
+            for (;;) {
                 double w = 1.0;
                 int64_t off = base;
                 for (int32_t a = 0; a < na; a++) {
-                    const axis_tap *t = &tap[act[a]];
-                    if (m >> a & 1u) {
-                        w *= t->w;
-                        off += (t->i1 - t->i0) * st[act[a]];
-                    } else {
-                        w *= 1.0 - t->w;
-                    }
+                    const axis_taps *t = &tap[act[a]];
+                    w *= t->w[c[a]];
+                    off += t->idx[c[a]] * st[act[a]];
                 }
-                acc += w * (double)x[off];
+                if (w != 0.0) acc += w * (double)x[off];
+                int32_t a = na - 1;
+                while (a >= 0 && ++c[a] == tap[act[a]].n) c[a--] = 0;
+                if (a < 0) break;
             }
             y[j] = (float)acc;
         }
         int32_t moved = shape_index_next(idx, p.out.d, r);
         if (moved < 0) break;
-        for (int32_t k = moved; k < r; k++) tap[k] = resize_tap(&p, k, idx[k], s->d[k]);
+        for (int32_t k = moved; k < r; k++) resize_taps(&p, k, idx[k], s->d[k], roi[k], &tap[k]);
     }
     return KILN_OK;
 }

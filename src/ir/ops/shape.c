@@ -638,17 +638,30 @@ static kiln_status eval_constant_of_shape(const ir_node *n, const ir_tensor *in,
 typedef struct range_args {
     kiln_dtype dtype;
     int64_t start, delta; /* integer dtypes */
-    float fstart, fdelta; /* f32 */
+    float fstart, fdelta; /* f32, f16, bf16 */
     int64_t count;
 } range_args;
+
+/* The one value of a f32, f16 or bf16 scalar. */
+static float range_float(const ir_tensor *t)
+{
+    uint16_t h = t->dtype == KILN_DTYPE_F32 ? 0 : ((const uint16_t *)t->data)[0];
+    switch (t->dtype) {
+    case KILN_DTYPE_F16: return kiln_f16_to_f32(h);
+    case KILN_DTYPE_BF16: return kiln_bf16_to_f32(h);
+    default: return ((const float *)t->data)[0];
+    }
+}
 
 static kiln_status range_plan(const ir_node *n, const ir_tensor *in, range_args *r)
 {
     static const char *const names[3] = {"start", "limit", "delta"};
     kiln_dtype dt = in[0].dtype;
-    if (dt != KILN_DTYPE_F32 && dt != KILN_DTYPE_I64 && dt != KILN_DTYPE_I32)
+    bool is_float = dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16;
+    if (!is_float && dt != KILN_DTYPE_I64 && dt != KILN_DTYPE_I32)
         return ir_node_error(n, KILN_ERR_UNSUPPORTED,
-                             "input 'start' is %s, expected f32, i64 or i32", kiln_dtype_name(dt));
+                             "input 'start' is %s, expected f32, f16, bf16, i64 or i32",
+                             kiln_dtype_name(dt));
     for (int32_t i = 0; i < 3; i++) {
         if (in[i].dtype != dt)
             return ir_node_error(n, KILN_ERR_INVALID_GRAPH,
@@ -661,9 +674,8 @@ static kiln_status range_plan(const ir_node *n, const ir_tensor *in, range_args 
                                  "input '%s' must be a constant known at build time", names[i]);
     }
     r->dtype = dt;
-    if (dt == KILN_DTYPE_F32) {
-        float s = ((const float *)in[0].data)[0], l = ((const float *)in[1].data)[0];
-        float d = ((const float *)in[2].data)[0];
+    if (is_float) {
+        float s = range_float(&in[0]), l = range_float(&in[1]), d = range_float(&in[2]);
         double cnt = ceil(((double)l - (double)s) / (double)d);
         if (!isfinite(s) || !isfinite(l) || !isfinite(d) || d == 0.0f)
             return ir_node_error(
@@ -717,6 +729,12 @@ static kiln_status eval_range(const ir_node *n, const ir_tensor *in, int32_t n_i
         if (r.dtype == KILN_DTYPE_F32) {
             /* ONNX defines element i as start + i * delta in the input type. */
             ((float *)out[0].data)[i] = r.fstart + (float)i * r.fdelta;
+        } else if (r.dtype == KILN_DTYPE_F16 || r.dtype == KILN_DTYPE_BF16) {
+            /* Half types: computed wider and rounded once, as the ONNX reference's
+             * np.arange(...).astype(half) does. */
+            float v = (float)((double)r.fstart + (double)i * (double)r.fdelta);
+            ((uint16_t *)out[0].data)[i] =
+                r.dtype == KILN_DTYPE_F16 ? kiln_f32_to_f16(v) : kiln_f32_to_bf16(v);
         } else {
             /* Stays between start and limit, so the wrapped sum is the true value. */
             int64_t v = (int64_t)((uint64_t)r.start + (uint64_t)i * (uint64_t)r.delta);
