@@ -342,6 +342,12 @@ kiln_status ir_graph_mark_output(ir_graph *g, const char *name)
         return kiln_error(KILN_ERR_NOT_FOUND, "cannot mark '%s' as output: no such tensor", name);
     if (g->values[v].is_output)
         return kiln_error(KILN_ERR_INVALID_GRAPH, "tensor '%s' is already an output", name);
+    /* Inputs and outputs are bound by name, so one tensor cannot be both. */
+    if (g->values[v].kind == IR_VALUE_INPUT)
+        return kiln_error(KILN_ERR_INVALID_GRAPH,
+                          "cannot mark '%s' as output: it is a network input (an output passing "
+                          "an input through needs a layer, such as Identity, and its own name)",
+                          name);
     if (!grow((void **)&g->outputs, g->n_outputs, &g->cap_outputs, sizeof *g->outputs))
         return KILN_ERR_OUT_OF_MEMORY;
     g->values[v].is_output = true;

@@ -151,7 +151,7 @@ kiln_status kiln_context_run(kiln_context *c)
         kiln_status st = l->k->run(n, c->in, n->n_in, c->out, n->n_out, &x);
         if (st) return kiln_error_prefix(st, "running layer %d: ", i);
     }
-    /* Outputs no layer writes (a constant, or an input passed through) are copied. */
+    /* An output no layer writes (a constant) is copied out. */
     for (int32_t i = 0; i < d->n_outputs; i++) {
         const plan_tensor *t = &d->tensors[d->outputs[i]];
         if (t->flags & PLAN_T_CONSTANT) memcpy(c->bound[d->outputs[i]], t->data, (size_t)t->nbytes);

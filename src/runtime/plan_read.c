@@ -148,7 +148,8 @@ static kiln_status read_tensors(const sections *s, kiln_arena *a, plan_desc *d, 
             return CORRUPT("tensor '%s': %llu bytes recorded, its shape needs %lld", t->name,
                            (unsigned long long)t->nbytes, (long long)bytes);
         uint32_t known = PLAN_T_INPUT | PLAN_T_OUTPUT | PLAN_T_CONSTANT;
-        if ((t->flags & ~known) || ((t->flags & PLAN_T_CONSTANT) && (t->flags & PLAN_T_INPUT)))
+        if ((t->flags & ~known) || ((t->flags & PLAN_T_CONSTANT) && (t->flags & PLAN_T_INPUT)) ||
+            ((t->flags & PLAN_T_INPUT) && (t->flags & PLAN_T_OUTPUT)))
             return CORRUPT("tensor '%s' has flags 0x%x", t->name, t->flags);
         if (t->flags & PLAN_T_CONSTANT) {
             uint64_t ws = s->size[PLAN_SEC_WEIGHTS];

@@ -14,6 +14,8 @@ static void test_add_and_find(void **state)
     assert_int_equal(ir_graph_find_value(&g, "y"), 1);
     assert_int_equal(ir_graph_mark_output(&g, "y"), KILN_OK);
     assert_int_equal(ir_graph_verify(&g), KILN_OK);
+    assert_int_equal(ir_graph_mark_output(&g, "x"), KILN_ERR_INVALID_GRAPH);
+    assert_non_null(strstr(kiln_last_error(), "'x' as output: it is a network input"));
     /* a second producer of y */
     assert_int_equal(ir_graph_add_node(&g, "Relu", "r2", in, 1, out, 1, NULL, 0, NULL),
                      KILN_ERR_INVALID_GRAPH);
