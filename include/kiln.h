@@ -185,6 +185,14 @@ KILN_API kiln_status kiln_onnx_parse_memory(kiln_network *net, const void *data,
  * default domain) at opset `opset`: 1 yes, 0 no. */
 KILN_API int kiln_onnx_op_supported(const char *domain, const char *op_type, int64_t opset);
 
+/* Adds a Caffe network to `net` (normally empty): the deploy `prototxt` (text format,
+ * `layer` or legacy `layers` form) and the trained `caffemodel` (binary; NULL to define
+ * the structure only, which fails for layers that need weights). `outputs` names the
+ * blobs to mark as network outputs; none (n_outputs 0) marks every top no layer reads. */
+KILN_API kiln_status kiln_caffe_parse_files(kiln_network *net, const char *prototxt,
+                                            const char *caffemodel, const char *const *outputs,
+                                            int32_t n_outputs);
+
 /* Whether kiln knows an op by this name (1) or not (0). */
 KILN_API int kiln_op_supported(const char *op);
 

@@ -175,6 +175,7 @@ IR_OP_GROUP(nn)
 IR_OP_GROUP(linalg)
 IR_OP_GROUP(shape)
 IR_OP_GROUP(extra)
+IR_OP_GROUP(caffe)
 
 /* ---- helpers shared by op files ---- */
 
