@@ -1,7 +1,8 @@
 /* test_ops_extra.c - the extra op group (Einsum, inverse and hyperbolic trigonometry,
  * Celu, Shrink, BitShift, MeanVarianceNormalization, LpPool, GlobalLpPool,
- * ReverseSequence, Det, GridSample): ONNX's documented examples, seeded random sweeps
- * against naive references written here another way, and the error paths. */
+ * ReverseSequence, Det, GridSample; f16 and bf16 where supported): ONNX's documented
+ * examples, seeded random sweeps against naive references written here another way,
+ * and the error paths. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,26 @@ static ir_tensor rand_int(tu_rng *r, kiln_dtype dt, const kiln_dims *d, int64_t 
 }
 
 static float *alloc_f(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+
+/* An f16 or bf16 tensor of values uniform in [lo, hi), each rounded to the type. */
+static ir_tensor rand_half(tu_rng *r, kiln_dtype dt, const kiln_dims *d, float lo, float hi)
+{
+    ir_tensor t = tu_tensor(dt, d->rank, d->d, NULL);
+    for (int64_t i = 0; i < ir_tensor_count(&t); i++) ir_tensor_set(&t, i, tu_uniform(r, lo, hi));
+    return t;
+}
+
+/* Whether `got` is `ref` rounded once to f16 or bf16: at most half an ulp of the type
+ * (at ref's binade) away, plus `slack` for the error of computing ref in f32 first.
+ * Rounding twice, or computing in the half type, misses by up to an ulp and more. */
+static bool rounded_once(double got, double ref, kiln_dtype dt, double slack)
+{
+    const int mant = dt == KILN_DTYPE_F16 ? 10 : 7, emin = dt == KILN_DTYPE_F16 ? -14 : -126;
+    int e = emin + 1;
+    if (ref != 0) frexp(ref, &e); /* |ref| in [2^(e-1), 2^e) */
+    const int ex = e - 1 < emin ? emin : e - 1;
+    return fabs(got - ref) <= 0.5 * ldexp(1.0, ex - mant) + slack;
+}
 
 static void assert_shape(const ir_tensor *t, const kiln_dims *want)
 {
@@ -460,54 +481,168 @@ static void test_einsum_ellipsis(void **state)
     tu_tensor_free(&x);
 }
 
-/* Random equations (1 to 3 operands, repeated letters, summed letters, explicit or
- * implicit output) against the whole-index-space reference. */
+/* A random equation of 1 to 3 operands over "abcDE" (repeated letters, summed letters,
+ * size-1 dims that broadcast, explicit or implicit output) with operands of `dt`;
+ * returns the operand count. */
+static int32_t random_einsum(tu_rng *r, kiln_dtype dt, char *eq, ir_tensor *in)
+{
+    const char pool[] = "abcDE";
+    int64_t size[5];
+    for (int i = 0; i < 5; i++) size[i] = tu_int(r, 1, 4);
+    int32_t n_ops = (int32_t)tu_int(r, 1, 3);
+    int len = 0;
+    bool used[5] = {false};
+    for (int32_t k = 0; k < n_ops; k++) {
+        if (k) eq[len++] = ',';
+        int32_t rank = (int32_t)tu_int(r, 0, 4);
+        kiln_dims d = {rank, {0}};
+        for (int32_t j = 0; j < rank; j++) {
+            int li = (int)tu_int(r, 0, 4);
+            used[li] = true;
+            eq[len++] = pool[li];
+            /* now and then a size-1 dim that broadcasts */
+            d.d[j] = tu_int(r, 0, 9) == 0 ? 1 : size[li];
+        }
+        /* a repeated letter in one operand (a diagonal) needs equal sizes */
+        for (int32_t j = 0; j < rank; j++)
+            for (int32_t i = 0; i < j; i++)
+                if (eq[len - rank + i] == eq[len - rank + j]) d.d[j] = d.d[i];
+        if (dt == KILN_DTYPE_I64)
+            in[k] = rand_int(r, dt, &d, -9, 9);
+        else if (dt == KILN_DTYPE_F32)
+            in[k] = rand_f32(r, &d, -1, 1);
+        else
+            in[k] = rand_half(r, dt, &d, -1, 1);
+    }
+    if (tu_int(r, 0, 2)) { /* explicit: a random subset of the used letters */
+        eq[len++] = '-';
+        eq[len++] = '>';
+        int start = len;
+        for (int i = 0; i < 5; i++)
+            if (used[i] && tu_int(r, 0, 1)) eq[len++] = pool[i];
+        for (int i = len - 1; i > start; i--) { /* shuffle */
+            int j = start + (int)tu_int(r, 0, i - start);
+            char t = eq[i];
+            eq[i] = eq[j];
+            eq[j] = t;
+        }
+    }
+    eq[len] = '\0';
+    return n_ops;
+}
+
+/* Random equations against the whole-index-space reference. */
 static void test_einsum_random(void **state)
 {
     tu_rng r = {99};
-    const char pool[] = "abcDE";
     for (int it = 0; it < 300; it++) {
-        int64_t size[5];
-        for (int i = 0; i < 5; i++) size[i] = tu_int(&r, 1, 4);
-        int32_t n_ops = (int32_t)tu_int(&r, 1, 3);
         char eq[64];
-        int len = 0;
-        bool used[5] = {false};
         ir_tensor in[3];
-        for (int32_t k = 0; k < n_ops; k++) {
-            if (k) eq[len++] = ',';
-            int32_t rank = (int32_t)tu_int(&r, 0, 4);
-            kiln_dims d = {rank, {0}};
-            for (int32_t j = 0; j < rank; j++) {
-                int li = (int)tu_int(&r, 0, 4);
-                used[li] = true;
-                eq[len++] = pool[li];
-                /* now and then a size-1 dim that broadcasts */
-                d.d[j] = tu_int(&r, 0, 9) == 0 ? 1 : size[li];
-            }
-            /* a repeated letter in one operand (a diagonal) needs equal sizes */
-            for (int32_t j = 0; j < rank; j++)
-                for (int32_t i = 0; i < j; i++)
-                    if (eq[len - rank + i] == eq[len - rank + j]) d.d[j] = d.d[i];
-            in[k] = it % 3 == 2 ? rand_int(&r, KILN_DTYPE_I64, &d, -9, 9) : rand_f32(&r, &d, -1, 1);
-        }
-        if (tu_int(&r, 0, 2)) { /* explicit: a random subset of the used letters */
-            eq[len++] = '-';
-            eq[len++] = '>';
-            int start = len;
-            for (int i = 0; i < 5; i++)
-                if (used[i] && tu_int(&r, 0, 1)) eq[len++] = pool[i];
-            for (int i = len - 1; i > start; i--) { /* shuffle */
-                int j = start + (int)tu_int(&r, 0, i - start);
-                char t = eq[i];
-                eq[i] = eq[j];
-                eq[j] = t;
-            }
-        }
-        eq[len] = '\0';
+        int32_t n_ops = random_einsum(&r, it % 3 == 2 ? KILN_DTYPE_I64 : KILN_DTYPE_F32, eq, in);
         check_einsum_brute(eq, in, n_ops, 1e-5);
         free_all(in, n_ops);
     }
+}
+
+/* f16 and bf16 against the reference in double: each result is the exact value rounded
+ * once, up to f32's rounding of the products and sums before (at most (terms + operands)
+ * units of 2^-24 of the sum of magnitudes; the magnitudes and term counts come from the
+ * same reference run on |inputs| and on ones). */
+static void check_einsum_half(const char *eq, const ir_tensor *in, int32_t n_in)
+{
+    ir_tensor out[1], mag_in[4], one_in[4];
+    einsum_ok(eq, in, n_in, out);
+    assert_int_equal(out[0].dtype, in[0].dtype);
+    for (int32_t k = 0; k < n_in; k++) {
+        mag_in[k] = tu_tensor_f32(in[k].shape.rank, in[k].shape.d, NULL);
+        one_in[k] = tu_tensor_f32(in[k].shape.rank, in[k].shape.d, NULL);
+        for (int64_t i = 0; i < ir_tensor_count(&in[k]); i++) {
+            ((float *)mag_in[k].data)[i] = (float)fabs(ir_tensor_get(&in[k], i));
+            ((float *)one_in[k].data)[i] = 1.0f;
+        }
+    }
+    int64_t cnt = ir_tensor_count(&out[0]);
+    double *ref = calloc(3 * (size_t)cnt + 3, sizeof(double)), *mag = ref + cnt + 1,
+           *terms = mag + cnt + 1;
+    einsum_brute(eq, in, ref, cnt);
+    einsum_brute(eq, mag_in, mag, cnt);
+    einsum_brute(eq, one_in, terms, cnt);
+    for (int64_t i = 0; i < cnt; i++) {
+        double got = ir_tensor_get(&out[0], i), slack = (terms[i] + n_in) * 0x1p-24 * mag[i];
+        if (!rounded_once(got, ref[i], in[0].dtype, slack))
+            fail_msg("%s (%s): element %lld is %.9g, expected %.9g rounded once", eq,
+                     kiln_dtype_name(in[0].dtype), (long long)i, got, ref[i]);
+    }
+    free(ref);
+    free_all(mag_in, n_in);
+    free_all(one_in, n_in);
+    tu_tensor_free(&out[0]);
+}
+
+static void test_einsum_half(void **state)
+{
+    const kiln_dtype F16 = KILN_DTYPE_F16, BF16 = KILN_DTYPE_BF16;
+    ir_tensor x = tu_tensor(BF16, TU_DIMS(2, 3), NULL), out[1];
+    for (int i = 0; i < 6; i++) ir_tensor_set(&x, i, i + 1);
+    /* ONNX's einsum_sum and einsum_transpose on exact values */
+    einsum_ok("ij->i", &x, 1, out);
+    assert_int_equal(out[0].dtype, BF16);
+    assert_true(ir_tensor_get(&out[0], 0) == 6 && ir_tensor_get(&out[0], 1) == 15);
+    tu_tensor_free(&out[0]);
+    einsum_ok("ij->ji", &x, 1, out);
+    assert_shape(&out[0], SHAPE(3, 2));
+    assert_memory_equal(out[0].data, ((uint16_t[]){0x3f80, 0x4080, 0x4000, 0x40a0, 0x4040, 0x40c0}),
+                        12);
+    tu_tensor_free(&out[0]);
+    tu_tensor_free(&x);
+    /* the sum runs in f32: 2048 + 1 + 1 is 2050 in f16 (2048 if each step rounded to
+     * f16), 256 + 1 + 1 is 258 in bf16 */
+    const kiln_dtype halves[] = {F16, BF16};
+    const double big[] = {2048, 256};
+    for (int h = 0; h < 2; h++) {
+        x = tu_tensor(halves[h], TU_DIMS(3), NULL);
+        ir_tensor_set(&x, 0, big[h]);
+        ir_tensor_set(&x, 1, 1);
+        ir_tensor_set(&x, 2, 1);
+        einsum_ok("i->", &x, 1, out);
+        assert_int_equal(out[0].shape.rank, 0);
+        assert_true(ir_tensor_get(&out[0], 0) == big[h] + 2);
+        tu_tensor_free(&out[0]);
+        tu_tensor_free(&x);
+    }
+
+    tu_rng r = {77};
+    for (int it = 0; it < 300; it++) {
+        char eq[64];
+        ir_tensor in[3];
+        int32_t n_ops = random_einsum(&r, halves[it % 2], eq, in);
+        check_einsum_half(eq, in, n_ops);
+        free_all(in, n_ops);
+    }
+    /* ONNX's einsum_batch_matmul in bf16, and attention in f16 */
+    for (int h = 0; h < 2; h++) {
+        ir_tensor bm[2] = {rand_half(&r, halves[h], SHAPE(5, 2, 3), -1, 1),
+                           rand_half(&r, halves[h], SHAPE(5, 3, 4), -1, 1)};
+        check_einsum_half("bij, bjk -> bik", bm, 2);
+        free_all(bm, 2);
+        ir_tensor at[2] = {rand_half(&r, halves[h], SHAPE(2, 3, 5, 16), -2, 2),
+                           rand_half(&r, halves[h], SHAPE(2, 3, 7, 16), -2, 2)};
+        check_einsum_half("bhid,bhjd->bhij", at, 2);
+        free_all(at, 2);
+    }
+    /* a sum over nothing is +0 */
+    ir_tensor e[2] = {tu_tensor(F16, TU_DIMS(2, 0), NULL), tu_tensor(F16, TU_DIMS(0, 3), NULL)};
+    einsum_ok("ij,jk->ik", e, 2, out);
+    assert_shape(&out[0], SHAPE(2, 3));
+    assert_memory_equal(out[0].data, ((uint16_t[]){0, 0, 0, 0, 0, 0}), 12);
+    tu_tensor_free(&out[0]);
+    free_all(e, 2);
+    /* f16 and bf16 do not mix */
+    ir_tensor mix[2] = {tu_tensor(F16, TU_DIMS(2), NULL), tu_tensor(BF16, TU_DIMS(2), NULL)};
+    kiln_attr ii = KILN_ATTR_S("equation", "i,i");
+    expect_error("Einsum", &ii, 1, mix, 2, KILN_ERR_INVALID_GRAPH,
+                 "input 1 has dtype bf16, expected f16");
+    free_all(mix, 2);
 }
 
 /* i32 and i64: exact, and wrapping like the machine types. */
@@ -634,7 +769,8 @@ static void test_einsum_errors(void **state)
     einsum_err("ij,kl", in, 2, KILN_ERR_INVALID_GRAPH, "input 1 has dtype i32, expected f32");
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor(KILN_DTYPE_U8, TU_DIMS(4, 5), NULL);
-    einsum_err("ij,kl", in, 2, KILN_ERR_UNSUPPORTED, "input 1 has dtype u8");
+    einsum_err("ij,kl", in, 2, KILN_ERR_UNSUPPORTED,
+               "input 1 has dtype u8, expected f32, f16, bf16, i32 or i64");
     /* the equation is required */
     ir_tensor out[1];
     kiln_status st = tu_run_op("Einsum", NULL, 0, in, 1, out, 1);
@@ -775,6 +911,53 @@ static void test_celu(void **state)
     kiln_attr a = KILN_ATTR_F("alpha", 0.0f);
     expect_error("Celu", &a, 1, &x, 1, KILN_ERR_INVALID_GRAPH, "alpha is 0");
     tu_tensor_free(&x);
+    x = tu_tensor(KILN_DTYPE_I32, TU_DIMS(1), NULL);
+    expect_error("Celu", NULL, 0, &x, 1, KILN_ERR_UNSUPPORTED,
+                 "dtype i32, expected f32, f16 or bf16");
+    tu_tensor_free(&x);
+}
+
+/* f16 and bf16: computed in f32, rounded once to the type. */
+static void test_celu_half(void **state)
+{
+    const kiln_dtype halves[] = {KILN_DTYPE_F16, KILN_DTYPE_BF16};
+    /* expm1(-1), expm1(-0.5), expm1(-6) rounded once (numpy's float64 -> float16 and
+     * ml_dtypes' -> bfloat16) */
+    const double want[2][5] = {{-0.63232421875, -0.3935546875, 3, -0.99755859375, 0},
+                               {-0.6328125, -0.392578125, 3, -0.99609375, 0}};
+    const double xs[5] = {-1, -0.5, 3, -6, 0};
+    for (int h = 0; h < 2; h++) {
+        ir_tensor x = tu_tensor(halves[h], TU_DIMS(5), NULL), out[1];
+        for (int i = 0; i < 5; i++) ir_tensor_set(&x, i, xs[i]);
+        run_ok("Celu", NULL, 0, &x, 1, out, 1);
+        assert_int_equal(out[0].dtype, halves[h]);
+        for (int i = 0; i < 5; i++)
+            if (ir_tensor_get(&out[0], i) != want[h][i])
+                fail_msg("%s: Celu(%g) is %.9g, expected %.9g", kiln_dtype_name(halves[h]), xs[i],
+                         ir_tensor_get(&out[0], i), want[h][i]);
+        tu_tensor_free(&out[0]);
+        tu_tensor_free(&x);
+    }
+    tu_rng r = {40};
+    const float alphas[] = {1.0f, 2.0f, 0.5f, -1.5f, 1e-3f};
+    for (int it = 0; it < 10; it++) {
+        kiln_dtype dt = halves[it % 2];
+        float al = alphas[it / 2];
+        ir_tensor x = rand_half(&r, dt, SHAPE(4, 250), -8, 8), out[1];
+        kiln_attr a = KILN_ATTR_F("alpha", al);
+        run_ok("Celu", &a, 1, &x, 1, out, 1);
+        for (int64_t i = 0; i < 1000; i++) {
+            double v = ir_tensor_get(&x, i), got = ir_tensor_get(&out[0], i);
+            double ref = v >= 0 ? v : (double)al * expm1(v / (double)al);
+            /* x >= 0 passes through exactly; f32's expm1 and scaling err a few ulps */
+            bool ok = v >= 0 ? got == v : rounded_once(got, ref, dt, 0x1p-21 * fabs(ref));
+            if (!ok)
+                fail_msg("%s alpha %g: Celu(%.9g) is %.9g, expected %.9g rounded once",
+                         kiln_dtype_name(dt), (double)al, v, got, ref);
+        }
+        tu_tensor_free(&out[0]);
+        tu_tensor_free(&x);
+    }
 }
 
 static void test_shrink(void **state)
@@ -817,47 +1000,147 @@ static void test_shrink(void **state)
 
 /* ---- BitShift ---- */
 
-static void test_bitshift(void **state)
+/* Element i of an integer tensor of kiln's shift types, read or written exactly. */
+static int64_t raw_get(const ir_tensor *t, int64_t i)
 {
-    /* ONNX's examples (uint8) */
-    ir_tensor in[2] = {tu_tensor(KILN_DTYPE_U8, TU_DIMS(3), (uint8_t[]){16, 4, 1}),
-                       tu_tensor(KILN_DTYPE_U8, TU_DIMS(3), (uint8_t[]){1, 2, 3})},
-              out[1];
-    kiln_attr right = KILN_ATTR_S("direction", "RIGHT"), left = KILN_ATTR_S("direction", "LEFT");
-    run_ok("BitShift", &right, 1, in, 2, out, 1);
-    assert_memory_equal(out[0].data, ((uint8_t[]){8, 1, 0}), 3);
-    tu_tensor_free(&out[0]);
-    run_ok("BitShift", &left, 1, in, 2, out, 1);
-    assert_memory_equal(out[0].data, ((uint8_t[]){32, 16, 8}), 3);
+    switch (t->dtype) {
+    case KILN_DTYPE_U8: return ((const uint8_t *)t->data)[i];
+    case KILN_DTYPE_I8: return ((const int8_t *)t->data)[i];
+    case KILN_DTYPE_I32: return ((const int32_t *)t->data)[i];
+    default: return ((const int64_t *)t->data)[i];
+    }
+}
+
+static void raw_set(ir_tensor *t, int64_t i, int64_t v)
+{
+    switch (t->dtype) {
+    case KILN_DTYPE_U8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
+    case KILN_DTYPE_I8: ((int8_t *)t->data)[i] = (int8_t)v; break;
+    case KILN_DTYPE_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+    default: ((int64_t *)t->data)[i] = v; break;
+    }
+}
+
+/* One hand case: x and y as int64 values of `dt`, the expected z likewise. */
+static void bitshift_case(kiln_dtype dt, const char *dir, const int64_t *x, const int64_t *y,
+                          const int64_t *z, int64_t n)
+{
+    ir_tensor in[2] = {tu_tensor(dt, TU_DIMS(n), NULL), tu_tensor(dt, TU_DIMS(n), NULL)}, out[1];
+    for (int64_t i = 0; i < n; i++) {
+        raw_set(&in[0], i, x[i]);
+        raw_set(&in[1], i, y[i]);
+    }
+    kiln_attr a = KILN_ATTR_S("direction", dir);
+    run_ok("BitShift", &a, 1, in, 2, out, 1);
+    assert_int_equal(out[0].dtype, dt);
+    for (int64_t i = 0; i < n; i++)
+        if (raw_get(&out[0], i) != z[i])
+            fail_msg("%s %s: %lld by %lld gave %lld, expected %lld", kiln_dtype_name(dt), dir,
+                     (long long)x[i], (long long)y[i], (long long)raw_get(&out[0], i),
+                     (long long)z[i]);
     tu_tensor_free(&out[0]);
     free_all(in, 2);
+}
 
-    /* random, broadcasting, every dtype, shifts past the width */
+#define BS_CASE(dt, dir, x, y, z)                                                                  \
+    bitshift_case(dt, dir, (int64_t[])x, (int64_t[])y, (int64_t[])z,                               \
+                  (int64_t)(sizeof((int64_t[])x) / sizeof(int64_t)))
+#define V(...)                                                                                     \
+    {                                                                                              \
+        __VA_ARGS__                                                                                \
+    }
+
+/* Bit by bit: bit b of the result is bit b - s (left) or b + s (right) of x; a position
+ * past the top reads the fill (the sign bit of a signed type, else 0), one below bit 0
+ * reads 0, and a shift outside [0, width) reads the fill everywhere (right) or zeros
+ * (left). `xv` holds the width's bits. */
+static uint64_t ref_shift(uint64_t xv, int64_t sh, int bits, bool is_signed, bool left)
+{
+    const uint64_t fill = is_signed ? (xv >> (bits - 1)) & 1 : 0;
+    const bool out_of_range = sh < 0 || sh >= bits;
+    uint64_t want = 0;
+    for (int b = 0; b < bits; b++) {
+        uint64_t bit;
+        if (out_of_range) {
+            bit = left ? 0 : fill;
+        } else {
+            int64_t from = left ? b - sh : b + sh;
+            bit = from < 0 ? 0 : (from >= bits ? fill : (xv >> from) & 1);
+        }
+        want |= bit << b;
+    }
+    return want;
+}
+
+static void test_bitshift(void **state)
+{
+    const kiln_dtype U8 = KILN_DTYPE_U8, I8 = KILN_DTYPE_I8, I32 = KILN_DTYPE_I32,
+                     I64 = KILN_DTYPE_I64;
+    /* ONNX's examples (unsigned and signed) */
+    BS_CASE(U8, "RIGHT", V(16, 4, 1), V(1, 2, 3), V(8, 1, 0));
+    BS_CASE(U8, "LEFT", V(16, 4, 1), V(1, 2, 3), V(32, 16, 8));
+    BS_CASE(I8, "RIGHT", V(16, 4, 1), V(1, 2, 3), V(8, 1, 0));
+    BS_CASE(I8, "LEFT", V(16, 4, 1), V(1, 2, 3), V(32, 16, 8));
+    BS_CASE(I64, "LEFT", V(16, 4, 1), V(1, 2, 3), V(32, 16, 8));
+    /* signed right shifts are arithmetic */
+    BS_CASE(I8, "RIGHT", V(-8, -1, -128), V(1, 1, 1), V(-4, -1, -64));
+    BS_CASE(I32, "RIGHT", V(-8, -1, INT32_MIN), V(1, 1, 1), V(-4, -1, -1073741824));
+    /* left shifts wrap within the width */
+    BS_CASE(I8, "LEFT", V(64, 1, -64), V(1, 7, 1), V(-128, -128, -128));
+    BS_CASE(I32, "LEFT", V(1073741824, 1, -1073741824), V(1, 31, 1),
+            V(INT32_MIN, INT32_MIN, INT32_MIN));
+    /* shifts of the width or more, and negative ones: the sign fill alone */
+    BS_CASE(I8, "RIGHT", V(-8, 4, -1), V(8, 9, 127), V(-1, 0, -1));
+    BS_CASE(I8, "LEFT", V(-8, 4, -1), V(8, 9, 127), V(0, 0, 0));
+    BS_CASE(I32, "RIGHT", V(-8, 4, -1), V(32, 33, 100), V(-1, 0, -1));
+    BS_CASE(I32, "LEFT", V(-8, 4, -1), V(32, 33, 100), V(0, 0, 0));
+    BS_CASE(I8, "RIGHT", V(-8, 4, -1), V(-1, -8, -16), V(-1, 0, -1));
+    BS_CASE(I8, "LEFT", V(-8, 4, -1), V(-1, -8, -16), V(0, 0, 0));
+    BS_CASE(I32, "RIGHT", V(-8, 4, -1), V(-1, -32, -64), V(-1, 0, -1));
+    BS_CASE(I32, "LEFT", V(-8, 4, -1), V(-1, -32, -64), V(0, 0, 0));
+    BS_CASE(I64, "RIGHT", V(INT64_MIN, INT64_MIN, -5, 5, -1, 7),
+            V(63, 64, 2, 2, INT64_MIN, INT64_MAX), V(-1, -1, -2, 1, -1, 0));
+    BS_CASE(I64, "LEFT", V(INT64_MIN, 1, -5, 5, -1), V(1, 63, 2, 64, -1),
+            V(0, INT64_MIN, -20, 0, 0));
+    /* u8 reads 255 as a shift of 255, not -1 */
+    BS_CASE(U8, "RIGHT", V(255, 128, 200), V(8, 7, 255), V(0, 1, 0));
+    BS_CASE(U8, "LEFT", V(255, 255, 3), V(8, 7, 255), V(0, 128, 0));
+
+    /* random, broadcasting, every dtype, shifts past the width and negative */
+    ir_tensor in[2], out[1];
+    kiln_attr right = KILN_ATTR_S("direction", "RIGHT"), left = KILN_ATTR_S("direction", "LEFT");
     tu_rng r = {7};
-    const kiln_dtype types[] = {KILN_DTYPE_U8, KILN_DTYPE_I32, KILN_DTYPE_I64};
-    const unsigned bits[] = {8, 32, 64};
-    for (int it = 0; it < 60; it++) {
-        int t = it % 3;
+    const kiln_dtype types[] = {U8, I8, I32, I64};
+    const int bits[] = {8, 8, 32, 64};
+    for (int it = 0; it < 80; it++) {
+        int t = it % 4;
+        bool is_signed = types[t] != U8;
         kiln_dims xs = {2, {tu_int(&r, 1, 4), tu_int(&r, 1, 5)}}, ys = {1, {xs.d[1]}};
-        if (it % 4 == 1) ys.d[0] = 1;
-        if (it % 4 == 2) { /* Y bigger than X */
+        if (it % 5 == 1) ys.d[0] = 1;
+        if (it % 5 == 2) { /* Y bigger than X */
             ys = (kiln_dims){3, {2, xs.d[0], xs.d[1]}};
         }
         in[0] = tu_tensor(types[t], xs.rank, xs.d, NULL);
         in[1] = tu_tensor(types[t], ys.rank, ys.d, NULL);
-        for (int64_t i = 0; i < ir_tensor_count(&in[0]); i++) {
-            uint64_t v = tu_next(&r);
-            memcpy((char *)in[0].data + i * (int64_t)kiln_dtype_size(types[t]), &v,
-                   kiln_dtype_size(types[t])); /* little-endian low bytes */
+        for (int64_t i = 0; i < ir_tensor_count(&in[0]); i++)
+            raw_set(&in[0], i, (int64_t)tu_next(&r)); /* truncated to the width */
+        for (int64_t i = 0; i < ir_tensor_count(&in[1]); i++) {
+            int64_t sh = tu_int(&r, is_signed ? -3 : 0, bits[t] + 3);
+            if (tu_int(&r, 0, 15) == 0) /* the extremes of the type */
+                sh = !is_signed ? 255 : (tu_int(&r, 0, 1) ? INT64_MIN : INT64_MAX);
+            if (types[t] == I8 && (sh < INT8_MIN || sh > INT8_MAX))
+                sh = sh < 0 ? INT8_MIN : INT8_MAX;
+            if (types[t] == I32 && (sh < INT32_MIN || sh > INT32_MAX))
+                sh = sh < 0 ? INT32_MIN : INT32_MAX;
+            raw_set(&in[1], i, sh);
         }
-        for (int64_t i = 0; i < ir_tensor_count(&in[1]); i++)
-            ir_tensor_set(&in[1], i, (double)tu_int(&r, 0, bits[t] + 3));
         bool l = it % 2 == 0;
         run_ok("BitShift", l ? &left : &right, 1, in, 2, out, 1);
         kiln_dims os;
         assert_true(ir_broadcast(&xs, &ys, &os));
         assert_shape(&out[0], &os);
         int64_t cnt = kiln_dims_count(&os);
+        const uint64_t mask = bits[t] == 64 ? ~0ull : ((1ull << bits[t]) - 1);
         for (int64_t o = 0; o < cnt; o++) {
             /* the output's multi-index, folded into each input */
             int64_t idx[3], rem = o;
@@ -870,39 +1153,37 @@ static void test_bitshift(void **state)
                 ix = ix * xs.d[d] + (xs.d[d] == 1 ? 0 : idx[d + os.rank - xs.rank]);
             for (int32_t d = 0; d < ys.rank; d++)
                 iy = iy * ys.d[d] + (ys.d[d] == 1 ? 0 : idx[d + os.rank - ys.rank]);
-            uint64_t xv = 0, got = 0, sh = (uint64_t)ir_tensor_get(&in[1], iy);
-            size_t es = kiln_dtype_size(types[t]);
-            memcpy(&xv, (char *)in[0].data + ix * (int64_t)es, es);
-            memcpy(&got, (char *)out[0].data + o * (int64_t)es, es);
-            uint64_t mask = bits[t] == 64 ? ~0ull : ((1ull << bits[t]) - 1);
-            uint64_t want = 0;
-            for (uint64_t b = 0; b < bits[t]; b++) { /* bit by bit */
-                int64_t from = l ? (int64_t)b - (int64_t)sh : (int64_t)b + (int64_t)sh;
-                if (from >= 0 && from < (int64_t)bits[t] && ((xv >> from) & 1)) want |= 1ull << b;
-            }
-            if ((got & mask) != want)
-                fail_msg("it %d: %s shift of %llx by %llu gave %llx, expected %llx", it,
-                         l ? "left" : "right", (unsigned long long)xv, (unsigned long long)sh,
-                         (unsigned long long)got, (unsigned long long)want);
+            uint64_t xv = (uint64_t)raw_get(&in[0], ix) & mask;
+            uint64_t got = (uint64_t)raw_get(&out[0], o) & mask;
+            int64_t sh = raw_get(&in[1], iy);
+            uint64_t want = ref_shift(xv, sh, bits[t], is_signed, l);
+            if (got != want)
+                fail_msg("it %d: %s %s shift of %llx by %lld gave %llx, expected %llx", it,
+                         kiln_dtype_name(types[t]), l ? "left" : "right", (unsigned long long)xv,
+                         (long long)sh, (unsigned long long)got, (unsigned long long)want);
         }
         tu_tensor_free(&out[0]);
         free_all(in, 2);
     }
 
-    in[0] = tu_tensor(KILN_DTYPE_U8, TU_DIMS(3), NULL);
-    in[1] = tu_tensor(KILN_DTYPE_U8, TU_DIMS(2), NULL);
+    in[0] = tu_tensor(U8, TU_DIMS(3), NULL);
+    in[1] = tu_tensor(U8, TU_DIMS(2), NULL);
     expect_error("BitShift", &left, 1, in, 2, KILN_ERR_SHAPE, "do not broadcast");
     kiln_attr up = KILN_ATTR_S("direction", "UP");
     expect_error("BitShift", &up, 1, in, 2, KILN_ERR_INVALID_GRAPH, "direction is \"UP\"");
     tu_tensor_free(&in[1]);
-    in[1] = tu_tensor(KILN_DTYPE_I32, TU_DIMS(3), NULL);
-    expect_error("BitShift", &left, 1, in, 2, KILN_ERR_INVALID_GRAPH, "Y has dtype i32");
+    in[1] = tu_tensor(I8, TU_DIMS(3), NULL);
+    expect_error("BitShift", &left, 1, in, 2, KILN_ERR_INVALID_GRAPH, "Y has dtype i8");
     free_all(in, 2);
     in[0] = tu_tensor_f32(TU_DIMS(3), NULL);
     in[1] = tu_tensor_f32(TU_DIMS(3), NULL);
-    expect_error("BitShift", &left, 1, in, 2, KILN_ERR_UNSUPPORTED, "X has dtype f32");
+    expect_error("BitShift", &left, 1, in, 2, KILN_ERR_UNSUPPORTED,
+                 "X has dtype f32, expected u8, i8, i32 or i64");
     free_all(in, 2);
 }
+
+#undef V
+#undef BS_CASE
 
 /* ---- MeanVarianceNormalization ---- */
 
@@ -1413,10 +1694,13 @@ static void test_grid_sample(void **state)
                                   : (2.0f * (float)i + 1) / (float)H - 1;
                 }
         ir_tensor gin[2] = {x, g};
-        kiln_attr a = KILN_ATTR_I("align_corners", align);
-        run_ok("GridSample", &a, 1, gin, 2, out, 1);
-        tu_assert_close(out[0].data, x.data, 2 * 3 * H * W, 1e-6);
-        tu_tensor_free(&out[0]);
+        static const char *modes[] = {"linear", "nearest", "cubic"};
+        for (int mi = 0; mi < 3; mi++) {
+            kiln_attr a[] = {KILN_ATTR_I("align_corners", align), KILN_ATTR_S("mode", modes[mi])};
+            run_ok("GridSample", a, 2, gin, 2, out, 1);
+            tu_assert_close(out[0].data, x.data, 2 * 3 * H * W, 1e-6);
+            tu_tensor_free(&out[0]);
+        }
         free_all(gin, 2);
     }
 
@@ -1466,18 +1750,280 @@ static void test_grid_sample(void **state)
 
     in[0] = tu_tensor_f32(TU_DIMS(1, 1, 2, 2), NULL);
     in[1] = tu_tensor_f32(TU_DIMS(1, 1, 1, 3), NULL);
-    expect_error("GridSample", NULL, 0, in, 2, KILN_ERR_SHAPE, "expected N x H_out x W_out x 2");
+    expect_error("GridSample", NULL, 0, in, 2, KILN_ERR_SHAPE,
+                 "expected N x D1_out x ... x D2_out x 2");
+    tu_tensor_free(&in[1]);
+    in[1] = tu_tensor_f32(TU_DIMS(1, 1, 1, 1, 2), NULL); /* one rank too many */
+    expect_error("GridSample", NULL, 0, in, 2, KILN_ERR_SHAPE, "grid has shape 1x1x1x1x2");
+    tu_tensor_free(&in[1]);
+    in[1] = tu_tensor_f32(TU_DIMS(2, 1, 1, 2), NULL); /* N of 2, X has 1 */
+    expect_error("GridSample", NULL, 0, in, 2, KILN_ERR_SHAPE, "with N of X 1x1x2x2");
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_f32(TU_DIMS(1, 1, 1, 2), NULL);
-    kiln_attr cubic = KILN_ATTR_S("mode", "cubic");
-    expect_error("GridSample", &cubic, 1, in, 2, KILN_ERR_UNSUPPORTED, "mode \"cubic\"");
+    kiln_attr area = KILN_ATTR_S("mode", "area");
+    expect_error("GridSample", &area, 1, in, 2, KILN_ERR_INVALID_GRAPH, "mode is \"area\"");
     kiln_attr bad = KILN_ATTR_S("padding_mode", "wrap");
     expect_error("GridSample", &bad, 1, in, 2, KILN_ERR_INVALID_GRAPH, "padding_mode is \"wrap\"");
+    kiln_attr al2 = KILN_ATTR_I("align_corners", 2);
+    expect_error("GridSample", &al2, 1, in, 2, KILN_ERR_INVALID_GRAPH, "align_corners is 2");
     free_all(in, 2);
     in[0] = tu_tensor_f32(TU_DIMS(1, 1, 2, 2, 2), NULL);
-    in[1] = tu_tensor_f32(TU_DIMS(1, 1, 1, 1, 3), NULL);
-    expect_error("GridSample", NULL, 0, in, 2, KILN_ERR_UNSUPPORTED, "only 4-D");
+    in[1] = tu_tensor_f32(TU_DIMS(1, 1, 1, 1, 2), NULL);
+    expect_error("GridSample", NULL, 0, in, 2, KILN_ERR_SHAPE, "D3_out x 3");
     free_all(in, 2);
+    in[0] = tu_tensor_f32(TU_DIMS(1, 1, 0, 2), NULL);
+    in[1] = tu_tensor_f32(TU_DIMS(1, 1, 1, 2), NULL);
+    expect_error("GridSample", NULL, 0, in, 2, KILN_ERR_SHAPE, "empty spatial dim");
+    free_all(in, 2);
+    in[0] = tu_tensor_f32(TU_DIMS(1, 2), NULL);
+    in[1] = tu_tensor_f32(TU_DIMS(1, 2), NULL);
+    expect_error("GridSample", NULL, 0, in, 2, KILN_ERR_SHAPE, "rank 3 or more");
+    free_all(in, 2);
+    in[0] = tu_tensor(KILN_DTYPE_F16, TU_DIMS(1, 1, 2, 2), NULL);
+    in[1] = tu_tensor_f32(TU_DIMS(1, 1, 1, 2), NULL);
+    expect_error("GridSample", NULL, 0, in, 2, KILN_ERR_UNSUPPORTED, "dtypes f16 and f32");
+    free_all(in, 2);
+}
+
+/* ONNX's rule for cubic (and its reference for every mode): the coordinate is padded
+ * only when it lies outside [lo, hi] (PyTorch pads only the taps for bicubic), and each
+ * tap is padded again. */
+static double onnx_source(double g, int64_t size, int pad, bool align)
+{
+    double v = align ? (g + 1) / 2 * (double)(size - 1) : ((g + 1) * (double)size - 1) / 2;
+    double lo = align ? 0 : -0.5, hi = align ? (double)(size - 1) : (double)size - 0.5;
+    if (v < lo || v > hi) {
+        if (pad == 1) v = fmin(fmax(v, 0), (double)(size - 1));
+        if (pad == 2) v = ref_reflect(v, lo, hi);
+    }
+    return v;
+}
+
+/* A tap's index after padding, -1 for a zero. */
+static int64_t ref_pad_index(int64_t i, int64_t size, int pad, bool align)
+{
+    if (i >= 0 && i < size) return i;
+    if (pad == 0) return -1;
+    if (pad == 2)
+        i = (int64_t)ref_reflect((double)i, align ? 0 : -0.5,
+                                 align ? (double)(size - 1) : (double)size - 0.5);
+    return i < 0 ? 0 : (i >= size ? size - 1 : i);
+}
+
+/* Keys' cubic convolution kernel, a = -0.75, in its power form. */
+static double ref_keys(double s)
+{
+    const double a = -0.75, x = fabs(s);
+    if (x <= 1) return (a + 2) * pow(x, 3) - (a + 3) * x * x + 1;
+    if (x < 2) return a * pow(x, 3) - 5 * a * x * x + 8 * a * x - 4 * a;
+    return 0;
+}
+
+/* Bicubic the way ONNX's reference computes it: four rows interpolated along x, then
+ * those four values along y. */
+static double ref_bicubic(const float *p, int64_t h, int64_t w, double sx, double sy, int pad,
+                          bool align)
+{
+    int64_t x0 = (int64_t)floor(sx), y0 = (int64_t)floor(sy);
+    double col = 0;
+    for (int i = -1; i <= 2; i++) {
+        int64_t yi = ref_pad_index(y0 + i, h, pad, align);
+        double row = 0;
+        for (int j = -1; j <= 2; j++) {
+            int64_t xj = ref_pad_index(x0 + j, w, pad, align);
+            row += ref_keys(sx - (double)(x0 + j)) * (yi < 0 || xj < 0 ? 0 : p[yi * w + xj]);
+        }
+        col += ref_keys(sy - (double)(y0 + i)) * row;
+    }
+    return col;
+}
+
+static void grid_sample_case(const char *mode, int64_t align, const ir_tensor *in,
+                             const kiln_dims *want_shape, const float *want, double tol)
+{
+    ir_tensor out[1];
+    kiln_attr a[] = {KILN_ATTR_S("mode", mode), KILN_ATTR_I("align_corners", align)};
+    run_ok("GridSample", a, 2, in, 2, out, 1);
+    assert_shape(&out[0], want_shape);
+    tu_assert_close(out[0].data, want, ir_tensor_count(&out[0]), tol);
+    tu_tensor_free(&out[0]);
+}
+
+static void test_grid_sample_cubic(void **state)
+{
+    /* ONNX's bicubic examples (to the digits given) on [[0, 1], [2, 3], [4, 5]] */
+    ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(1, 1, 3, 2), (float[]){0, 1, 2, 3, 4, 5}),
+                       tu_tensor_f32(TU_DIMS(1, 2, 4, 2),
+                                     (float[]){-1, -1, -0.5f, -0.5f, -0.2f, -0.2f, 0, 0, 0, 0,
+                                               -0.2f, -0.2f, 0.5f, 0.5f, 1, 1})},
+              out[1];
+    grid_sample_case(
+        "cubic", 0, in, SHAPE(1, 1, 2, 4),
+        (float[]){-0.1406f, 0.3828f, 1.7556f, 2.9688f, 2.9688f, 1.7556f, 5.1445f, 1.3906f}, 2e-5);
+    grid_sample_case(
+        "bicubic", 0, in, SHAPE(1, 1, 2, 4), /* opset 16's name */
+        (float[]){-0.1406f, 0.3828f, 1.7556f, 2.9688f, 2.9688f, 1.7556f, 5.1445f, 1.3906f}, 2e-5);
+    tu_tensor_free(&in[1]);
+    in[1] = tu_tensor_f32(TU_DIMS(1, 2, 4, 2),
+                          (float[]){-1.0f, -0.8f, -0.6f, -0.5f, -0.1f, -0.2f, 0.7f, 0.0f, 0.0f,
+                                    0.4f, 0.2f, -0.2f, -0.3f, 0.5f, -1.0f, 1.0f});
+    grid_sample_case("cubic", 0, in, SHAPE(1, 1, 2, 4),
+                     (float[]){-0.173250f, 0.284265f, 1.923106f, 2.568000f, 5.170375f, 2.284414f,
+                               4.744844f, 1.046875f},
+                     2e-6);
+    grid_sample_case("cubic", 1, in, SHAPE(1, 1, 2, 4),
+                     (float[]){0.304001f, 1.128750f, 2.266270f, 3.144844f, 4.531500f, 2.455360f,
+                               4.599819f, 4.000000f},
+                     2e-6);
+    free_all(in, 2);
+
+    /* 1-D on a ramp, worked by hand: a point on a pixel centre gives that pixel; at
+     * 3 + 0.25 the taps 2..5 weigh -0.10546875, 0.87890625, 0.26171875, -0.03515625 (sum
+     * 1), giving 3.296875: a = -0.75 does not reproduce a ramp (a = -0.5 would), linear
+     * does */
+    in[0] = tu_tensor_f32(TU_DIMS(1, 1, 6), (float[]){0, 1, 2, 3, 4, 5});
+    in[1] = tu_tensor_f32(TU_DIMS(1, 4, 1), (float[]){-1, -0.08f, 0.3f, 1});
+    grid_sample_case("cubic", 1, in, SHAPE(1, 1, 4), (float[]){0, 2.342f, 3.296875f, 5}, 1e-6);
+    grid_sample_case("linear", 1, in, SHAPE(1, 1, 4), (float[]){0, 2.3f, 3.25f, 5}, 1e-6);
+    free_all(in, 2);
+
+    /* the weights sum to 1 per dim: a constant volume with border padding stays constant,
+     * wherever the points fall; a NaN coordinate gives NaN */
+    tu_rng r = {23};
+    in[0] = tu_tensor_f32(TU_DIMS(1, 2, 3, 4, 2), NULL);
+    for (int i = 0; i < 48; i++) ((float *)in[0].data)[i] = 2.5f;
+    in[1] = rand_f32(&r, SHAPE(1, 2, 3, 5, 3), -3, 3);
+    ((float *)in[1].data)[7] = NAN;
+    kiln_attr cb[] = {KILN_ATTR_S("mode", "cubic"), KILN_ATTR_S("padding_mode", "border")};
+    run_ok("GridSample", cb, 2, in, 2, out, 1);
+    assert_shape(&out[0], SHAPE(1, 2, 2, 3, 5));
+    const float *ov = out[0].data;
+    for (int c = 0; c < 2; c++)
+        for (int p = 0; p < 30; p++) {
+            float v = ov[c * 30 + p];
+            if (p == 2 ? !isnan(v) : fabsf(v - 2.5f) > 1e-5f)
+                fail_msg("channel %d point %d: %g, expected %s", c, p, (double)v,
+                         p == 2 ? "NaN" : "2.5");
+        }
+    tu_tensor_free(&out[0]);
+    free_all(in, 2);
+
+    /* random grids, every padding mode and alignment, against ONNX's formulation */
+    static const char *pads[] = {"zeros", "border", "reflection"};
+    for (int it = 0; it < 120; it++) {
+        int pad = it % 3;
+        bool align = (it / 3) % 2;
+        int64_t N = tu_int(&r, 1, 2), C = tu_int(&r, 1, 3), H = tu_int(&r, 1, 6),
+                W = tu_int(&r, 1, 6), Ho = tu_int(&r, 1, 4), Wo = tu_int(&r, 1, 4);
+        float gr = it % 4 == 3 ? 4.5f : 1.3f;
+        ir_tensor gin[2] = {rand_f32(&r, SHAPE(N, C, H, W), -1, 1),
+                            rand_f32(&r, SHAPE(N, Ho, Wo, 2), -gr, gr)};
+        kiln_attr at[] = {KILN_ATTR_S("padding_mode", pads[pad]),
+                          KILN_ATTR_I("align_corners", align), KILN_ATTR_S("mode", "cubic")};
+        run_ok("GridSample", at, 3, gin, 2, out, 1);
+        assert_shape(&out[0], SHAPE(N, C, Ho, Wo));
+        int64_t cnt = N * C * Ho * Wo;
+        float *ref = alloc_f(cnt);
+        const float *xv = gin[0].data, *gv = gin[1].data;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t p = 0; p < Ho * Wo; p++) {
+                    double sx = onnx_source(gv[(n * Ho * Wo + p) * 2], W, pad, align);
+                    double sy = onnx_source(gv[(n * Ho * Wo + p) * 2 + 1], H, pad, align);
+                    ref[(n * C + c) * Ho * Wo + p] =
+                        (float)ref_bicubic(xv + (n * C + c) * H * W, H, W, sx, sy, pad, align);
+                }
+        tu_assert_close(out[0].data, ref, cnt, 1e-5);
+        free(ref);
+        tu_tensor_free(&out[0]);
+        free_all(gin, 2);
+    }
+}
+
+static void test_grid_sample_volumetric(void **state)
+{
+    /* ONNX's volumetric examples: X 1..12 as 3 x 2 x 2, grid points (x, y, z) */
+    float xs[12];
+    for (int i = 0; i < 12; i++) xs[i] = (float)(i + 1);
+    ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(1, 1, 3, 2, 2), xs),
+                       tu_tensor_f32(TU_DIMS(1, 2, 4, 2, 3),
+                                     (float[]){-1.0f, -1.0f, -1.0f, -1.0f, -0.5f, 0.3f,  -0.5f,
+                                               -0.5f, -0.5f, 1.0f,  -0.6f, -1.0f, -0.2f, -0.2f,
+                                               -0.2f, 0.4f,  0.2f,  0.6f,  0.0f,  0.0f,  0.0f,
+                                               -1.0f, 0.0f,  0.0f,  0.0f,  0.0f,  0.0f,  -1.0f,
+                                               1.0f,  0.0f,  -0.2f, -0.2f, -0.2f, 1.0f,  0.4f,
+                                               -0.2f, 0.5f,  0.5f,  0.5f,  -1.0f, -0.8f, 0.8f,
+                                               1.0f,  1.0f,  1.0f,  0.4f,  0.6f,  -0.3f})},
+              out[1];
+    const kiln_dims *os = SHAPE(1, 1, 2, 4, 2);
+    grid_sample_case("nearest", 0, in, os,
+                     (float[]){1, 5, 1, 0, 5, 12, 5, 5, 5, 0, 5, 0, 12, 9, 0, 8}, 0);
+    grid_sample_case("nearest", 1, in, os,
+                     (float[]){1, 5, 1, 2, 5, 12, 5, 5, 5, 7, 5, 8, 12, 9, 12, 8}, 0);
+    grid_sample_case("linear", 0, in, os,
+                     (float[]){0.125f, 3.4f, 2.0f, 0.45f, 4.7f, 10.9f, 6.5f, 3.0f, 6.5f, 1.75f,
+                               4.7f, 3.3f, 11.0f, 2.52f, 1.5f, 5.49f},
+                     1e-6);
+    grid_sample_case("linear", 1, in, os,
+                     (float[]){1.0f, 6.7f, 3.75f, 2.4f, 5.4f, 9.3f, 6.5f, 6.0f, 6.5f, 7.0f, 5.4f,
+                               6.6f, 9.25f, 8.4f, 12.0f, 6.1f},
+                     1e-6);
+    free_all(in, 2);
+
+    /* random volumes, trilinear and nearest, every padding mode, against PyTorch's
+     * formulation corner by corner */
+    tu_rng r = {24};
+    static const char *pads[] = {"zeros", "border", "reflection"};
+    for (int it = 0; it < 96; it++) {
+        int pad = it % 3;
+        bool align = (it / 3) % 2, nearest = (it / 6) % 2;
+        int64_t N = tu_int(&r, 1, 2), C = tu_int(&r, 1, 2), D = tu_int(&r, 1, 4),
+                H = tu_int(&r, 1, 4), W = tu_int(&r, 1, 4), Do = tu_int(&r, 1, 3),
+                Ho = tu_int(&r, 1, 3), Wo = tu_int(&r, 1, 3);
+        ir_tensor gin[2] = {rand_f32(&r, SHAPE(N, C, D, H, W), -1, 1),
+                            rand_f32(&r, SHAPE(N, Do, Ho, Wo, 3), -2.5f, 2.5f)};
+        kiln_attr at[] = {KILN_ATTR_S("padding_mode", pads[pad]),
+                          KILN_ATTR_I("align_corners", align),
+                          KILN_ATTR_S("mode", nearest ? "nearest" : "linear")};
+        run_ok("GridSample", at, 3, gin, 2, out, 1);
+        assert_shape(&out[0], SHAPE(N, C, Do, Ho, Wo));
+        const int64_t pts = Do * Ho * Wo, cnt = N * C * pts, size[3] = {D, H, W};
+        float *ref = alloc_f(cnt);
+        const float *xv = gin[0].data, *gv = gin[1].data;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t p = 0; p < pts; p++) {
+                double src[3]; /* z, y, x: the grid lists x first */
+                for (int d = 0; d < 3; d++)
+                    src[d] = ref_source(gv[(n * pts + p) * 3 + 2 - d], size[d], pad, align);
+                for (int64_t c = 0; c < C; c++) {
+                    const float *vol = xv + (n * C + c) * D * H * W;
+                    double v = 0;
+                    for (int corner = 0; corner < 8; corner++) {
+                        double w = 1;
+                        int64_t at3[3];
+                        bool inside = true;
+                        for (int d = 0; d < 3; d++) {
+                            int hi = (corner >> (2 - d)) & 1;
+                            if (nearest) {
+                                at3[d] = (int64_t)nearbyint(src[d]);
+                                w *= hi ? 0 : 1;
+                            } else {
+                                double f = floor(src[d]);
+                                at3[d] = (int64_t)f + hi;
+                                w *= hi ? src[d] - f : 1 - (src[d] - f);
+                            }
+                            inside = inside && at3[d] >= 0 && at3[d] < size[d];
+                        }
+                        if (inside && w != 0) v += w * vol[(at3[0] * H + at3[1]) * W + at3[2]];
+                    }
+                    ref[(n * C + c) * pts + p] = (float)v;
+                }
+            }
+        tu_assert_close(out[0].data, ref, cnt, 1e-5);
+        free(ref);
+        tu_tensor_free(&out[0]);
+        free_all(gin, 2);
+    }
 }
 
 /* ---- the table ---- */
@@ -1518,12 +2064,14 @@ int main(void)
         cmocka_unit_test(test_einsum_attention),
         cmocka_unit_test(test_einsum_ellipsis),
         cmocka_unit_test(test_einsum_random),
+        cmocka_unit_test(test_einsum_half),
         cmocka_unit_test(test_einsum_int),
         cmocka_unit_test(test_einsum_many_operands),
         cmocka_unit_test(test_einsum_errors),
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_unary_math),
         cmocka_unit_test(test_celu),
+        cmocka_unit_test(test_celu_half),
         cmocka_unit_test(test_shrink),
         cmocka_unit_test(test_bitshift),
         cmocka_unit_test(test_mvn),
@@ -1535,6 +2083,8 @@ int main(void)
         cmocka_unit_test(test_reverse_sequence_errors),
         cmocka_unit_test(test_det),
         cmocka_unit_test(test_grid_sample),
+        cmocka_unit_test(test_grid_sample_cubic),
+        cmocka_unit_test(test_grid_sample_volumetric),
         cmocka_unit_test(test_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* extra_einsum.c - Einsum: the equation parser (explicit and implicit output, '...'
  * broadcasting, subscripts repeated in one operand as diagonals), a general kernel that
- * walks output and summed subscripts with a stride per operand, and two f32 fast forms. */
+ * walks output and summed subscripts with a stride per operand (f32, f16, bf16, i32, i64),
+ * and two f32 fast forms. */
 #include <stdio.h>
 #include <string.h>
 
@@ -232,10 +233,11 @@ static kiln_status ein_parse(const ir_node *n, const ir_tensor *in, int32_t n_in
                              (int)n_in);
     for (int32_t k = 0; k < n_in; k++) {
         kiln_dtype t = in[k].dtype;
-        if (t != KILN_DTYPE_F32 && t != KILN_DTYPE_I32 && t != KILN_DTYPE_I64)
+        if (t != KILN_DTYPE_F32 && t != KILN_DTYPE_F16 && t != KILN_DTYPE_BF16 &&
+            t != KILN_DTYPE_I32 && t != KILN_DTYPE_I64)
             return ir_node_error(n, KILN_ERR_UNSUPPORTED,
-                                 "input %d has dtype %s, expected f32, i32 or i64", (int)k,
-                                 kiln_dtype_name(t));
+                                 "input %d has dtype %s, expected f32, f16, bf16, i32 or i64",
+                                 (int)k, kiln_dtype_name(t));
         if (t != in[0].dtype)
             return ir_node_error(n, KILN_ERR_INVALID_GRAPH,
                                  "input %d has dtype %s, expected %s like input 0", (int)k,
@@ -312,9 +314,10 @@ typedef struct ein_loops {
 } ein_loops;
 
 /* One kernel per dtype: CVT turns an element into the accumulator type ACC, STORE an
- * accumulator into an element. f32 accumulates in double; integers in unsigned 64-bit
- * arithmetic, so that products and sums wrap (defined), and the low 32 bits are the
- * wrapped i32 result too. */
+ * accumulator into an element. f32 accumulates in double; f16 and bf16 in f32 (where a
+ * product of two is exact), rounded once on store, as ONNX's reference computes them;
+ * integers in unsigned 64-bit arithmetic, so that products and sums wrap (defined), and
+ * the low 32 bits are the wrapped i32 result too. */
 #define EIN_KERNEL(NAME, T, ACC, ONE, CVT, STORE)                                                  \
     static void NAME(const ein_loops *lp, const ir_tensor *in, T *y)                               \
     {                                                                                              \
@@ -374,12 +377,16 @@ typedef struct ein_loops {
     }
 
 #define CVT_F(v)    ((double)(v))
+#define CVT_F16(v)  kiln_f16_to_f32(v)
+#define CVT_BF16(v) kiln_bf16_to_f32(v)
 #define CVT_I(v)    ((uint64_t)(int64_t)(v))
 #define STORE_F(a)  ((float)(a))
 #define STORE_32(a) ((int32_t)(uint32_t)(a))
 #define STORE_64(a) ((int64_t)(a))
 
 EIN_KERNEL(ein_f32, float, double, 1.0, CVT_F, STORE_F)
+EIN_KERNEL(ein_f16, uint16_t, float, 1.0f, CVT_F16, kiln_f32_to_f16)
+EIN_KERNEL(ein_bf16, uint16_t, float, 1.0f, CVT_BF16, kiln_f32_to_bf16)
 EIN_KERNEL(ein_i32, int32_t, uint64_t, 1u, CVT_I, STORE_32)
 EIN_KERNEL(ein_i64, int64_t, uint64_t, 1u, CVT_I, STORE_64)
 
@@ -545,6 +552,8 @@ kiln_status ex_eval_einsum(const ir_node *n, const ir_tensor *in, int32_t n_in, 
     case KILN_DTYPE_F32:
         if (!pair_f32(&lp, in, out[0].data)) ein_f32(&lp, in, out[0].data);
         break;
+    case KILN_DTYPE_F16: ein_f16(&lp, in, out[0].data); break;
+    case KILN_DTYPE_BF16: ein_bf16(&lp, in, out[0].data); break;
     case KILN_DTYPE_I32: ein_i32(&lp, in, out[0].data); break;
     default: ein_i64(&lp, in, out[0].data); break;
     }

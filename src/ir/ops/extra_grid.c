@@ -1,14 +1,21 @@
-/* extra_grid.c - GridSample on 4-D inputs: linear and nearest sampling with zeros,
- * border and reflection padding, following ONNX's reference (itself PyTorch's rules). */
+/* extra_grid.c - GridSample over 1 to 6 spatial dims (4-D images, 5-D volumes, ...):
+ * nearest, N-linear and N-cubic sampling with zeros, border and reflection padding,
+ * following ONNX's reference (itself PyTorch's rules for 4-D and 5-D inputs). */
 #include <math.h>
 #include <string.h>
 
 #include "ir/ops/extra_impl.h"
 
+#define GS_MAX_SPATIAL (KILN_MAX_RANK - 2)
+/* The cubic convolution kernel's parameter (Keys, 1981) that ONNX's spec and PyTorch
+ * use for GridSample. */
+#define GS_CUBIC_A (-0.75)
+
+typedef enum gs_interp { GS_NEAREST, GS_LINEAR, GS_CUBIC } gs_interp;
 typedef enum gs_pad { GS_ZEROS, GS_BORDER, GS_REFLECTION } gs_pad;
 
 typedef struct gs_mode {
-    bool nearest;
+    gs_interp interp;
     gs_pad pad;
     bool align;
 } gs_mode;
@@ -19,13 +26,11 @@ static kiln_status gs_read(const ir_node *n, gs_mode *m)
     int64_t align = ir_attr_int(n, "align_corners");
     /* opset 16 spelled the modes bilinear and bicubic */
     if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0)
-        m->nearest = false;
+        m->interp = GS_LINEAR;
     else if (strcmp(mode, "nearest") == 0)
-        m->nearest = true;
+        m->interp = GS_NEAREST;
     else if (strcmp(mode, "cubic") == 0 || strcmp(mode, "bicubic") == 0)
-        return ir_node_error(n, KILN_ERR_UNSUPPORTED,
-                             "mode \"%s\" is not supported, expected \"linear\" or \"nearest\"",
-                             mode);
+        m->interp = GS_CUBIC;
     else
         return ir_node_error(n, KILN_ERR_INVALID_GRAPH,
                              "mode is \"%s\", expected \"linear\", \"nearest\" or \"cubic\"", mode);
@@ -57,23 +62,28 @@ kiln_status ex_infer_grid_sample(ir_infer *c)
         return ir_node_error(c->node, KILN_ERR_UNSUPPORTED,
                              "X and grid have dtypes %s and %s, expected f32",
                              kiln_dtype_name(x->dtype), kiln_dtype_name(g->dtype));
-    if (x->shape.rank != 4 || g->shape.rank != 4)
-        return ir_node_error(c->node, KILN_ERR_UNSUPPORTED,
-                             "X %s and grid %s: only 4-D X (N x C x H x W) is supported",
-                             kiln_dims_str(&x->shape, a, sizeof a),
-                             kiln_dims_str(&g->shape, b, sizeof b));
-    if (g->shape.d[3] != 2 ||
+    const int32_t rank = x->shape.rank, r = rank - 2;
+    if (rank < 3)
+        return ir_node_error(c->node, KILN_ERR_SHAPE,
+                             "X has shape %s, expected N x C x D1 x ... x Dr (rank 3 or more)",
+                             kiln_dims_str(&x->shape, a, sizeof a));
+    const int64_t last = g->shape.rank == rank ? g->shape.d[rank - 1] : 0;
+    if (g->shape.rank != rank || (last != r && last >= 0) ||
         (g->shape.d[0] != x->shape.d[0] && x->shape.d[0] >= 0 && g->shape.d[0] >= 0))
         return ir_node_error(c->node, KILN_ERR_SHAPE,
-                             "grid has shape %s, expected N x H_out x W_out x 2 with N of X %s",
-                             kiln_dims_str(&g->shape, b, sizeof b),
+                             "grid has shape %s, expected N x D1_out x ... x D%d_out x %d with N "
+                             "of X %s",
+                             kiln_dims_str(&g->shape, b, sizeof b), (int)r, (int)r,
                              kiln_dims_str(&x->shape, a, sizeof a));
-    if (x->shape.d[2] == 0 || x->shape.d[3] == 0)
-        return ir_node_error(c->node, KILN_ERR_SHAPE, "X %s has an empty spatial dim",
-                             kiln_dims_str(&x->shape, a, sizeof a));
+    for (int32_t d = 2; d < rank; d++)
+        if (x->shape.d[d] == 0)
+            return ir_node_error(c->node, KILN_ERR_SHAPE, "X %s has an empty spatial dim",
+                                 kiln_dims_str(&x->shape, a, sizeof a));
+    /* N x C x D1_out x ... x Dr_out */
+    kiln_dims o = x->shape;
+    for (int32_t d = 1; d <= r; d++) o.d[d + 1] = g->shape.d[d];
     c->out[0].dtype = KILN_DTYPE_F32;
-    c->out[0].shape =
-        kiln_dims_make(4, (int64_t[]){x->shape.d[0], x->shape.d[1], g->shape.d[1], g->shape.d[2]});
+    c->out[0].shape = o;
     return KILN_OK;
 }
 
@@ -107,7 +117,7 @@ static double gs_coord(double g, const gs_axis *ax, const gs_mode *m)
 {
     double v = m->align ? (g + 1.0) / 2.0 * (double)(ax->size - 1)
                         : ((g + 1.0) * (double)ax->size - 1.0) / 2.0;
-    if (m->nearest) v = nearbyint(v);
+    if (m->interp == GS_NEAREST) v = nearbyint(v);
     if (v < ax->lo || v > ax->hi) {
         if (m->pad == GS_BORDER)
             v = v < 0.0 ? 0.0 : (double)(ax->size - 1);
@@ -127,11 +137,66 @@ static int64_t gs_index(int64_t i, const gs_axis *ax, gs_pad pad)
     return i < 0 ? 0 : (i >= ax->size ? ax->size - 1 : i);
 }
 
-static double gs_pixel(const float *plane, const gs_axis *ay, const gs_axis *ax, int64_t yi,
-                       int64_t xi, gs_pad pad)
+/* Keys' cubic convolution weight of a tap at distance d >= 0 from the point. */
+static double gs_cubic(double d)
 {
-    int64_t r = gs_index(yi, ay, pad), c = gs_index(xi, ax, pad);
-    return r < 0 || c < 0 ? 0.0 : plane[r * ax->size + c];
+    const double a = GS_CUBIC_A;
+    if (d <= 1.0) return ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0;
+    if (d < 2.0) return ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a;
+    return 0.0;
+}
+
+/* The taps of one dim: element offsets into a plane of X (-1 reads a zero) and their
+ * weights. */
+typedef struct gs_taps {
+    int32_t n;
+    int64_t off[4];
+    double w[4];
+} gs_taps;
+
+static void gs_taps_make(double v, const gs_axis *ax, int64_t stride, const gs_mode *m, gs_taps *t)
+{
+    double f = floor(v), frac = v - f;
+    int64_t i0 = (int64_t)f, first;
+    if (m->interp == GS_NEAREST) { /* v is already rounded */
+        t->n = 1;
+        first = i0;
+        t->w[0] = 1.0;
+    } else if (m->interp == GS_LINEAR) {
+        t->n = 2;
+        first = i0;
+        t->w[0] = 1.0 - frac;
+        t->w[1] = frac;
+    } else {
+        t->n = 4;
+        first = i0 - 1;
+        for (int k = 0; k < 4; k++) t->w[k] = gs_cubic(fabs(frac - (double)(k - 1)));
+    }
+    for (int32_t k = 0; k < t->n; k++) {
+        int64_t i = gs_index(first + k, ax, m->pad);
+        t->off[k] = i < 0 ? -1 : i * stride;
+    }
+}
+
+/* The weighted sum over every combination of one tap per dim. */
+static double gs_sum(const float *plane, const gs_taps *t, int32_t r)
+{
+    int32_t k[GS_MAX_SPATIAL] = {0};
+    double sum = 0.0;
+    for (;;) {
+        double w = 1.0;
+        int64_t off = 0;
+        bool zero = false;
+        for (int32_t d = 0; d < r; d++) {
+            w *= t[d].w[k[d]];
+            off += t[d].off[k[d]];
+            zero |= t[d].off[k[d]] < 0;
+        }
+        if (!zero) sum += w * plane[off];
+        int32_t d = r - 1;
+        while (d >= 0 && ++k[d] == t[d].n) k[d--] = 0;
+        if (d < 0) return sum;
+    }
 }
 
 kiln_status ex_eval_grid_sample(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
@@ -140,45 +205,36 @@ kiln_status ex_eval_grid_sample(const ir_node *n, const ir_tensor *in, int32_t n
     gs_mode m;
     KILN_TRY(gs_read(n, &m));
     const kiln_dims *xs = &in[0].shape, *gsh = &in[1].shape;
+    const int32_t r = xs->rank - 2;
     /* shapes can change after inference (dynamic inputs): re-check what indexing needs */
-    if (xs->rank != 4 || gsh->rank != 4 || gsh->d[0] != xs->d[0] || gsh->d[3] != 2 ||
-        xs->d[2] < 1 || xs->d[3] < 1)
-        return ir_node_error(n, KILN_ERR_SHAPE, "X and grid shapes do not agree when running");
-    const int64_t N = xs->d[0], C = xs->d[1], pts = gsh->d[1] * gsh->d[2];
-    gs_axis ay = {xs->d[2], 0, 0}, ax = {xs->d[3], 0, 0};
-    gs_axis *axes[2] = {&ay, &ax};
-    for (int i = 0; i < 2; i++) {
-        axes[i]->lo = m.align ? 0.0 : -0.5;
-        axes[i]->hi = m.align ? (double)(axes[i]->size - 1) : (double)axes[i]->size - 0.5;
+    bool ok = r >= 1 && gsh->rank == xs->rank && gsh->d[0] == xs->d[0] && gsh->d[r + 1] == r;
+    for (int32_t d = 0; ok && d < r; d++) ok = xs->d[2 + d] >= 1;
+    if (!ok) return ir_node_error(n, KILN_ERR_SHAPE, "X and grid shapes do not agree when running");
+    const int64_t N = xs->d[0], C = xs->d[1];
+    int64_t pts = 1, plane = 1, stride[GS_MAX_SPATIAL];
+    gs_axis ax[GS_MAX_SPATIAL];
+    for (int32_t d = r - 1; d >= 0; d--) {
+        pts *= gsh->d[1 + d];
+        ax[d].size = xs->d[2 + d];
+        ax[d].lo = m.align ? 0.0 : -0.5;
+        ax[d].hi = m.align ? (double)(ax[d].size - 1) : (double)ax[d].size - 0.5;
+        stride[d] = plane;
+        plane *= ax[d].size;
     }
     const float *x = in[0].data, *grid = in[1].data;
     float *y = out[0].data;
-    const int64_t plane = ay.size * ax.size;
+    gs_taps taps[GS_MAX_SPATIAL];
     for (int64_t b = 0; b < N; b++) {
         for (int64_t p = 0; p < pts; p++) {
-            const float *gp = grid + (b * pts + p) * 2;
-            /* grid holds (x, y): width first */
-            double gx = gp[0], gy = gp[1];
-            bool nan = isnan(gx) || isnan(gy);
-            double cx = nan ? 0.0 : gs_coord(gx, &ax, &m), cy = nan ? 0.0 : gs_coord(gy, &ay, &m);
-            for (int64_t ch = 0; ch < C; ch++) {
-                const float *xp = x + (b * C + ch) * plane;
-                double v;
-                if (nan) {
-                    v = NAN;
-                } else if (m.nearest) {
-                    v = gs_pixel(xp, &ay, &ax, (int64_t)cy, (int64_t)cx, m.pad);
-                } else {
-                    double fx = floor(cx), fy = floor(cy), wx = cx - fx, wy = cy - fy;
-                    int64_t x0 = (int64_t)fx, y0 = (int64_t)fy;
-                    double top = (1.0 - wx) * gs_pixel(xp, &ay, &ax, y0, x0, m.pad) +
-                                 wx * gs_pixel(xp, &ay, &ax, y0, x0 + 1, m.pad);
-                    double bot = (1.0 - wx) * gs_pixel(xp, &ay, &ax, y0 + 1, x0, m.pad) +
-                                 wx * gs_pixel(xp, &ay, &ax, y0 + 1, x0 + 1, m.pad);
-                    v = (1.0 - wy) * top + wy * bot;
-                }
-                y[((b * C + ch) * pts) + p] = (float)v;
-            }
+            /* a grid point lists its coordinates innermost dim first: (x, y, z) */
+            const float *gp = grid + (b * pts + p) * r;
+            bool nan = false;
+            for (int32_t d = 0; d < r; d++) nan |= isnan(gp[d]);
+            for (int32_t d = 0; d < r && !nan; d++)
+                gs_taps_make(gs_coord(gp[r - 1 - d], &ax[d], &m), &ax[d], stride[d], &m, &taps[d]);
+            for (int64_t ch = 0; ch < C; ch++)
+                y[(b * C + ch) * pts + p] =
+                    nan ? NAN : (float)gs_sum(x + (b * C + ch) * plane, taps, r);
         }
     }
     return KILN_OK;

@@ -1,5 +1,6 @@
 /* extra_math.c - elementwise math kiln's elementwise group lacks: the inverse and
- * hyperbolic trigonometric functions and Tan, Celu, Shrink, and BitShift (broadcasting). */
+ * hyperbolic trigonometric functions and Tan, Celu (f32, f16, bf16), Shrink, and BitShift
+ * (broadcasting; signed types shift right arithmetically). */
 #include <math.h>
 #include <string.h>
 
@@ -50,26 +51,38 @@ UNARY_F32(tan, tanf(x))
 
 /* ---- Celu ---- */
 
+static const kiln_dtype k_celu_types[] = {KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16};
+
 kiln_status ex_infer_celu(ir_infer *c)
 {
+    KILN_TRY(need_dtype(c->node, "input", c->in[0].dtype, k_celu_types, 3, "f32, f16 or bf16"));
     float alpha = ir_attr_float(c->node, "alpha");
     if (alpha == 0.0f || !isfinite(alpha))
         return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH,
                              "alpha is %g, expected a finite nonzero value (Celu divides by it)",
                              (double)alpha);
-    return ex_infer_unary_f32(c);
+    return ir_infer_same_as_input(c);
 }
 
 /* max(0, x) + min(0, alpha (exp(x / alpha) - 1)) is x for x >= 0 and the second term
  * otherwise, for either sign of alpha; expm1 keeps small |x| accurate. */
+static inline float celu(float x, float alpha) { return x >= 0.0f ? x : alpha * expm1f(x / alpha); }
+
+/* f16 and bf16 are widened to f32 (exactly) and the f32 result is rounded once on
+ * store: it passes through ir_tensor_set's double unchanged. */
 kiln_status ex_eval_celu(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
                          int32_t n_out)
 {
-    const float *x = in[0].data;
-    float *y = out[0].data;
     const float alpha = ir_attr_float(n, "alpha");
     int64_t cnt = ir_tensor_count(&in[0]);
-    for (int64_t i = 0; i < cnt; i++) y[i] = x[i] >= 0.0f ? x[i] : alpha * expm1f(x[i] / alpha);
+    if (in[0].dtype == KILN_DTYPE_F32) {
+        const float *x = in[0].data;
+        float *y = out[0].data;
+        for (int64_t i = 0; i < cnt; i++) y[i] = celu(x[i], alpha);
+        return KILN_OK;
+    }
+    for (int64_t i = 0; i < cnt; i++)
+        ir_tensor_set(&out[0], i, celu((float)ir_tensor_get(&in[0], i), alpha));
     return KILN_OK;
 }
 
@@ -113,9 +126,10 @@ kiln_status ex_eval_shrink(const ir_node *n, const ir_tensor *in, int32_t n_in, 
 
 /* ---- BitShift ---- */
 
-/* ONNX defines BitShift on unsigned types; kiln's only one is u8, so i32 and i64 are
- * shifted as their unsigned bit patterns (a logical right shift). */
-static const kiln_dtype k_shift_types[] = {KILN_DTYPE_U8, KILN_DTYPE_I32, KILN_DTYPE_I64};
+/* Unsigned types shift logically; signed ones (opset 28's semantics) shift right
+ * arithmetically, and a left shift wraps within the width. */
+static const kiln_dtype k_shift_types[] = {KILN_DTYPE_U8, KILN_DTYPE_I8, KILN_DTYPE_I32,
+                                           KILN_DTYPE_I64};
 
 static kiln_status shift_direction(const ir_node *n, bool *left)
 {
@@ -150,7 +164,7 @@ kiln_status ex_infer_bitshift(ir_infer *c)
 {
     bool left = false;
     KILN_TRY(shift_direction(c->node, &left));
-    KILN_TRY(need_dtype(c->node, "X", c->in[0].dtype, k_shift_types, 3, "u8, i32 or i64"));
+    KILN_TRY(need_dtype(c->node, "X", c->in[0].dtype, k_shift_types, 4, "u8, i8, i32 or i64"));
     if (c->in[1].dtype != c->in[0].dtype)
         return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH, "Y has dtype %s, expected %s like X",
                              kiln_dtype_name(c->in[1].dtype), kiln_dtype_name(c->in[0].dtype));
@@ -167,15 +181,28 @@ kiln_status ex_infer_bitshift(ir_infer *c)
     return KILN_OK;
 }
 
-/* Shifts of the type's width or more give 0, as numpy does for unsigned types. */
-#define SHIFT_LOOP(T, U, BITS)                                                                     \
+/* One element: `v` is the value sign-extended (signed types) or zero-extended to 64
+ * bits, `s` the shift amount as the type reads it. A shift that is negative or not below
+ * the width leaves only the sign fill: -1 for a right shift of a negative value, else 0
+ * (ONNX's rule, which is numpy's; C would mask or leave it undefined). ~(~v >> s) is an
+ * arithmetic right shift without C's implementation-defined signed >>. */
+static uint64_t shift_one(uint64_t v, int64_t s, int64_t bits, bool left)
+{
+    const bool neg = (v >> 63) != 0;
+    if (s < 0 || s >= bits) return !left && neg ? ~(uint64_t)0 : 0;
+    if (left) return v << s;
+    return neg ? ~(~v >> s) : v >> s;
+}
+
+/* T the element type, W its 64-bit widening (int64_t sign-extends, uint64_t does not),
+ * U the unsigned type of T's width: the result is stored through it, so truncation to
+ * the width is modular and defined. */
+#define SHIFT_LOOP(T, W, U, BITS)                                                                  \
     do {                                                                                           \
         const T *xa = in[0].data, *ya = in[1].data;                                                \
-        T *y = out[0].data;                                                                        \
+        U *y = out[0].data;                                                                        \
         for (int64_t i = 0; i < cnt; i++) {                                                        \
-            U v = (U)xa[ox], s = (U)ya[oy];                                                        \
-            U r = s >= (BITS) ? 0 : (left ? (U)(v << s) : (U)(v >> s));                            \
-            y[i] = (T)r;                                                                           \
+            y[i] = (U)shift_one((uint64_t)(W)xa[ox], (int64_t)(W)ya[oy], (BITS), left);            \
             for (int32_t d = rank - 1; d >= 0; d--) {                                              \
                 ox += sx[d];                                                                       \
                 oy += sy[d];                                                                       \
@@ -202,9 +229,10 @@ kiln_status ex_eval_bitshift(const ir_node *n, const ir_tensor *in, int32_t n_in
     ir_broadcast_strides(&in[1].shape, o, sy);
     int64_t cnt = ir_tensor_count(&out[0]);
     switch (in[0].dtype) {
-    case KILN_DTYPE_U8: SHIFT_LOOP(uint8_t, uint32_t, 8u); break;
-    case KILN_DTYPE_I32: SHIFT_LOOP(int32_t, uint32_t, 32u); break;
-    case KILN_DTYPE_I64: SHIFT_LOOP(int64_t, uint64_t, 64u); break;
+    case KILN_DTYPE_U8: SHIFT_LOOP(uint8_t, uint64_t, uint8_t, 8); break;
+    case KILN_DTYPE_I8: SHIFT_LOOP(int8_t, int64_t, uint8_t, 8); break;
+    case KILN_DTYPE_I32: SHIFT_LOOP(int32_t, int64_t, uint32_t, 32); break;
+    case KILN_DTYPE_I64: SHIFT_LOOP(int64_t, int64_t, uint64_t, 64); break;
     default:
         return ir_node_error(n, KILN_ERR_INTERNAL, "no kernel for dtype %s",
                              kiln_dtype_name(in[0].dtype));
