@@ -1217,6 +1217,27 @@ static void cast_expect(const ir_tensor *src, int64_t i, kiln_dtype to, uint8_t 
     }
 }
 
+static void test_castlike(void **state)
+{
+    /* The second input only gives the dtype: the result equals Cast to that dtype. */
+    const float x[5] = {-2.7f, -0.5f, 0.0f, 2.5f, 300.0f};
+    const int64_t like[2] = {7, 9};
+    ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(5), x), tu_tensor_i64(TU_DIMS(2), like)}, out;
+    assert_int_equal(tu_run_op("CastLike", NULL, 0, in, 2, &out, 1), KILN_OK);
+    assert_int_equal(out.dtype, KILN_DTYPE_I64);
+    assert_int_equal(out.shape.rank, 1);
+    assert_int_equal(out.shape.d[0], 5);
+    const int64_t want[5] = {-2, 0, 0, 2, 300};
+    assert_memory_equal(out.data, want, sizeof want);
+    tu_tensor_free(&out);
+    kiln_attr bad = KILN_ATTR_I("saturate", 3);
+    assert_int_equal(tu_run_op("CastLike", &bad, 1, in, 2, &out, 1), KILN_ERR_INVALID_GRAPH);
+    assert_non_null(strstr(kiln_last_error(), "node 'node' (CastLike)"));
+    tu_tensor_free(&out);
+    tu_tensor_free(&in[0]);
+    tu_tensor_free(&in[1]);
+}
+
 static void test_cast(void **state)
 {
     const kiln_dtype all[] = {KILN_DTYPE_F32, KILN_DTYPE_U8,   KILN_DTYPE_I8,  KILN_DTYPE_I32,
@@ -1441,6 +1462,7 @@ int main(void)
         cmocka_unit_test(test_unary_int),
         cmocka_unit_test(test_clip),
         cmocka_unit_test(test_cast),
+        cmocka_unit_test(test_castlike),
         cmocka_unit_test(test_infer_dynamic_dims),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_large_broadcast),

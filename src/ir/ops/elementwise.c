@@ -312,6 +312,7 @@ static const ir_attr_def k_isinf_attrs[] = {INT_ATTR("detect_negative", 1),
 static const ir_attr_def k_mod_attrs[] = {INT_ATTR("fmod", 0)};
 static const ir_attr_def k_cast_attrs[] = {{"to", KILN_ATTR_INT, true, 0, 0.0f, NULL},
                                            INT_ATTR("saturate", 1)};
+static const ir_attr_def k_castlike_attrs[] = {INT_ATTR("saturate", 1)};
 
 /* clang-format off */
 #define UNARY(name, infer, eval) {name, 1, 1, 1, 1, NULL, 0, infer, eval, 0}
@@ -373,5 +374,6 @@ const ir_op ir_ops_elementwise[] = {
     UNARY("IsNaN", infer_isnan, eval_isnan),
     UNARY_A("IsInf", k_isinf_attrs, infer_isinf, eval_isinf),
     {"Cast", 1, 1, 1, 1, N_ATTRS(k_cast_attrs), ir_ew_infer_cast, ir_ew_eval_cast, 0},
+    {"CastLike", 2, 2, 1, 1, N_ATTRS(k_castlike_attrs), ir_ew_infer_castlike, ir_ew_eval_cast, 0},
 };
 const int32_t ir_ops_elementwise_count = sizeof ir_ops_elementwise / sizeof *ir_ops_elementwise;

@@ -63,6 +63,21 @@ kiln_status ir_ew_infer_cast(ir_infer *c)
     return KILN_OK;
 }
 
+/* CastLike: Cast to the dtype of the second input (whose values are not read). */
+kiln_status ir_ew_infer_castlike(ir_infer *c)
+{
+    int64_t sat = ir_attr_int(c->node, "saturate");
+    if (sat != 0 && sat != 1)
+        return ir_node_error(c->node, KILN_ERR_INVALID_GRAPH, "saturate must be 0 or 1, got %lld",
+                             (long long)sat);
+    if (!is_kiln_dtype(c->in[0].dtype) || !is_kiln_dtype(c->in[1].dtype))
+        return ir_node_error(c->node, KILN_ERR_UNSUPPORTED, "inputs have dtypes %s and %s",
+                             kiln_dtype_name(c->in[0].dtype), kiln_dtype_name(c->in[1].dtype));
+    c->out[0].dtype = c->in[1].dtype;
+    c->out[0].shape = c->in[0].shape;
+    return KILN_OK;
+}
+
 enum { CAST_BLOCK = 256 };
 
 static void load_float(const ir_tensor *t, int64_t i0, int64_t n, double *v)

@@ -35,6 +35,7 @@ IR_EW_OP(mean)
 
 /* elementwise_cast.c */
 IR_EW_OP(cast)
+kiln_status ir_ew_infer_castlike(ir_infer *c);
 
 #undef IR_EW_OP
 
