@@ -582,7 +582,7 @@ static kiln_status parse_string(parser *P, const field_ref *r, void *slot)
     size_t total = 0;
     bool nul = false;
     while (P->tok.kind == TOK_STRING) {
-        size_t n;
+        size_t n = 0;
         KILN_TRY(unescape(P, &P->tok, NULL, &n, &nul));
         total += n;
         KILN_TRY(next_token(P));
@@ -602,7 +602,7 @@ static kiln_status parse_string(parser *P, const field_ref *r, void *slot)
     }
     size_t k = 0;
     while (k < total && first.tok.kind == TOK_STRING) {
-        size_t n;
+        size_t n = 0;
         /* Cannot fail: the first pass decoded the same tokens. */
         (void)unescape(&first, &first.tok, data + k, &n, &nul);
         k += n;
