@@ -65,6 +65,8 @@ demo: build
 	$(BUILD)/example_mnist_api $(BUILD)/mnist.plan
 	@echo "== classify the 450 held-out digits with kiln; the accuracy must match training's"
 	$(BUILD)/example_classify_digits models/digits/digits.onnx
+	@echo "== TensorRT's sampleMNIST in kiln: the Caffe LeNet of scripts/train_lenet_caffe.py, built, serialized, reloaded, on real digits"
+	$(BUILD)/example_caffe_mnist models/lenet/lenet_deploy.prototxt models/lenet/lenet.caffemodel
 
 # docs/operators.md: ONNX coverage with node-test results, then kiln's op table.
 docs: build venv

@@ -37,8 +37,10 @@ int main(void)
     int n = 0;
     while (ir_op_at(n)) n++;
     printf("## kiln's op table\n\n");
-    printf("kiln implements %d operators with ONNX semantics, in the form of ONNX's newest\n", n);
-    printf("opset (where newer opsets turned attributes into inputs, kiln takes the inputs).\n");
+    printf("kiln implements %d operators. Those named like ONNX's have ONNX semantics, in\n", n);
+    printf("the form of ONNX's newest opset (where newer opsets turned attributes into inputs,\n");
+    printf("kiln takes the inputs); those named caffe.* carry Caffe layer semantics ONNX has\n");
+    printf("no op for (SSD's PriorBox and DetectionOutput, Caffe's Crop, ArgMax, Normalize).\n");
     printf("Each has shape inference and a portable reference kernel, tested by\n");
     printf("tests/unit/test_ops_*.c and against numpy by tests/python.\n\n");
     printf("| op | inputs | outputs | attributes (default) |\n| --- | --- | --- | --- |\n");

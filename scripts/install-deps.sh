@@ -3,7 +3,7 @@
 # Runs apt-get as root, or through sudo otherwise.
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libcmocka-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+pkgs=(build-essential cmake pkg-config libcmocka-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev protobuf-compiler
       python3 python3-venv python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -24,14 +24,19 @@ int cmd_run(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
-/* Opens ARG as a plan file; when ARG is an ONNX file, or no such file exists and ARG names
- * a built-in model (lenet, ...), builds that model in memory with default settings
- * instead, as `kiln build` would. Prints the error and returns CLI_FAILED on failure. (In
+/* Opens ARG as a plan file; when ARG is an ONNX file, a Caffe .prototxt (without weights;
+ * see cli_open_engine_weights), or no such file exists and ARG names a built-in model
+ * (lenet, ...), builds that model in memory with default settings instead, as `kiln
+ * build` would. Prints the error and returns CLI_FAILED on failure. (In
  * cmd_build.c.) */
 int cli_open_engine(const char *arg, kiln_engine **out);
 /* Whether PATH is an existing file named *.onnx (built in memory by cli_open_engine, so
  * `kiln inspect model.onnx` shows a model before any plan exists). */
 bool cli_is_onnx_file(const char *path);
+/* Whether PATH names a Caffe deploy file (*.prototxt). (In cmd_build.c.) */
+bool cli_is_caffe_file(const char *path);
+/* cli_open_engine, with the caffemodel `weights` (may be NULL) for a Caffe ARG. */
+int cli_open_engine_weights(const char *arg, const char *weights, kiln_engine **out);
 
 /* ---- option parsing ----------------------------------------------------------------
  * Options are "--name value", "--name=value" or a short "-x value"; "--" ends them.

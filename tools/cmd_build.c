@@ -17,7 +17,8 @@ static void print_help(void)
            "which `kiln run`, `kiln bench` and `kiln inspect` (and kiln_engine_load) read.\n"
            "\n"
            "MODEL is an ONNX model file (opsets 7 to 28; external data is read from the\n"
-           "model's directory), or one of the built-in networks:\n");
+           "model's directory), a Caffe deploy file (a MODEL ending in .prototxt, its trained\n"
+           "weights from --weights), or one of the built-in networks:\n");
     for (int32_t i = 0; models_name(i); i++)
         printf("  %-9s %s\n", models_name(i), models_summary(i));
     printf("The built-ins' weights are deterministic pseudo-random numbers (splitmix64 with\n"
@@ -26,8 +27,9 @@ static void print_help(void)
            "a symbolic dimension needs its shape from --shapes.\n"
            "\n"
            "options:\n"
-           "  -o, --output PLAN     where to write the plan (required)\n"
+           "  -o PLAN               where to write the plan (required)\n"
            "  --batch N             batch size of a built-in network (default 1)\n"
+
            "  --shapes NAME:DIMS    fix the shape of input NAME, e.g. data:8x1x28x28\n"
            "                        (repeatable); for a built-in network this makes the batch\n"
            "                        dimension dynamic and resolves it from DIMS\n"
@@ -40,13 +42,27 @@ static void print_help(void)
            "  -v, --verbose         log every builder decision (default: the INFO summary)\n"
            "  -h, --help            show this help\n"
            "\n"
+           "Caffe models:\n"
+           "  --weights FILE        the trained .caffemodel of the .prototxt MODEL\n"
+           "  --output BLOB         mark blob BLOB as a network output (repeatable); by\n"
+           "                        default every top no layer reads is an output\n"
+           "  --max-batch N         build the batch dimension (dim 0) of every input as N\n"
+           "                        instead of the prototxt's. kiln's engines have static\n"
+           "                        shapes today, so the engine runs exactly N at a time\n"
+           "                        (dynamic batch sizes up to N come with dynamic shapes)\n"
+           "  --shapes NAME:DIMS    sets input NAME's shape; only its batch dimension may\n"
+           "                        differ from the prototxt's\n"
+           "\n"
            "The build log and a summary go to stderr; stdout stays empty.\n",
            MODELS_SEED);
 }
 
 typedef struct build_opts {
     const char *model, *output, *device;
-    long batch, threads;
+    const char *weights; /* Caffe: the caffemodel */
+    const char **blobs;  /* Caffe: --output blob names */
+    int n_blobs;
+    long batch, threads, max_batch;
     int batch_given;
     uint32_t precisions;
     kiln_log_level log_level;
@@ -125,10 +141,90 @@ fail:
     return rc;
 }
 
-/* Makes the network of MODEL: an ONNX model file, or a built-in network's name. */
+bool cli_is_caffe_file(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 9 && strcmp(path + n - 9, ".prototxt") == 0;
+}
+
+/* One input of a network: its name and shape. */
+typedef struct input_decl {
+    char name[512];
+    kiln_dims dims;
+} input_decl;
+
+/* The inputs of a Caffe net with the prototxt's shapes. The public API tells a network's
+ * inputs only once built, so this builds the net once (quietly, default settings). */
+static int caffe_inputs(const build_opts *o, input_decl **out, int *count)
+{
+    kiln_network *net = NULL;
+    kiln_config *cfg = NULL;
+    kiln_engine *e = NULL;
+    kiln_status st = kiln_network_create(&net);
+    if (st == KILN_OK) st = kiln_caffe_parse_files(net, o->model, o->weights, o->blobs, o->n_blobs);
+    if (st == KILN_OK) st = kiln_config_create(&cfg);
+    if (st == KILN_OK) st = kiln_config_set_log_level(cfg, KILN_LOG_ERROR);
+    if (st == KILN_OK) st = kiln_build(net, cfg, &e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+    if (st != KILN_OK) return cli_kiln_error(st, "cannot import '%s'", o->model);
+    int32_t n = kiln_engine_num_io(e);
+    *out = calloc((size_t)n + 1, sizeof **out);
+    *count = 0;
+    if (!*out) {
+        kiln_engine_destroy(e);
+        return cli_error("out of memory");
+    }
+    for (int32_t i = 0; i < n; i++) {
+        const char *name = kiln_engine_io_name(e, i);
+        kiln_dtype dt;
+        input_decl *d = &(*out)[*count];
+        if (kiln_engine_io_mode(e, name) != KILN_IO_INPUT || strlen(name) >= sizeof d->name ||
+            kiln_engine_tensor_info(e, name, &dt, &d->dims) != KILN_OK)
+            continue;
+        strcpy(d->name, name);
+        (*count)++;
+    }
+    kiln_engine_destroy(e);
+    return CLI_OK;
+}
+
+/* A Caffe net. --max-batch and --shapes work by declaring the inputs before the import
+ * (the importer keeps a declared input when only its batch dimension differs). */
+static int make_caffe_network(const build_opts *o, kiln_network **out)
+{
+    input_decl *decl = NULL;
+    int n_decl = 0, rc = CLI_OK;
+    if (o->max_batch > 0) {
+        if ((rc = caffe_inputs(o, &decl, &n_decl)) != CLI_OK) return rc;
+        for (int i = 0; i < n_decl; i++)
+            if (decl[i].dims.rank > 0) decl[i].dims.d[0] = o->max_batch;
+    } else if (o->n_shapes > 0) {
+        decl = calloc((size_t)o->n_shapes, sizeof *decl);
+        if (!decl) return cli_error("out of memory");
+        for (; n_decl < o->n_shapes; n_decl++)
+            if ((rc = parse_shape_spec(o->shapes[n_decl], decl[n_decl].name,
+                                       sizeof decl[n_decl].name, &decl[n_decl].dims)) != CLI_OK) {
+                free(decl);
+                return rc;
+            }
+    }
+    kiln_status st = kiln_network_create(out);
+    for (int i = 0; st == KILN_OK && i < n_decl; i++)
+        st = kiln_network_add_input(*out, decl[i].name, KILN_DTYPE_F32, &decl[i].dims);
+    if (st == KILN_OK)
+        st = kiln_caffe_parse_files(*out, o->model, o->weights, o->blobs, o->n_blobs);
+    free(decl);
+    if (st != KILN_OK) return cli_kiln_error(st, "cannot import '%s'", o->model);
+    return CLI_OK;
+}
+
+/* Makes the network of MODEL: an ONNX model file, a Caffe deploy file, or a built-in
+ * network's name. */
 static int make_network(const build_opts *o, kiln_network **out)
 {
     struct stat st_file;
+    if (cli_is_caffe_file(o->model)) return make_caffe_network(o, out);
     if (stat(o->model, &st_file) == 0) {
         kiln_status st = kiln_network_create(out);
         if (st == KILN_OK) st = kiln_onnx_parse_file(*out, o->model);
@@ -208,11 +304,18 @@ bool cli_is_onnx_file(const char *path)
 
 int cli_open_engine(const char *arg, kiln_engine **out)
 {
+    return cli_open_engine_weights(arg, NULL, out);
+}
+
+int cli_open_engine_weights(const char *arg, const char *weights, kiln_engine **out)
+{
     struct stat st;
     *out = NULL;
     cli_install_logger(KILN_LOG_WARNING);
-    if ((stat(arg, &st) != 0 && models_exists(arg)) || cli_is_onnx_file(arg)) {
+    if ((stat(arg, &st) != 0 && models_exists(arg)) || cli_is_onnx_file(arg) ||
+        cli_is_caffe_file(arg)) {
         build_opts o = {.model = arg,
+                        .weights = weights,
                         .batch = 1,
                         .precisions = KILN_PRECISION_FP32,
                         .log_level = KILN_LOG_WARNING};
@@ -232,8 +335,9 @@ int cmd_build(int argc, char **argv)
     /* At most one spec per argument, so argc bounds both lists. */
     o.shapes = calloc((size_t)argc, sizeof *o.shapes);
     o.disabled = calloc((size_t)argc, sizeof *o.disabled);
+    o.blobs = calloc((size_t)argc, sizeof *o.blobs);
     int rc = CLI_OK;
-    if (!o.shapes || !o.disabled) {
+    if (!o.shapes || !o.disabled || !o.blobs) {
         rc = cli_error("out of memory");
         goto done;
     }
@@ -250,9 +354,17 @@ int cmd_build(int argc, char **argv)
         } else if (cli_match(&p, "--list-passes", NULL)) {
             rc = cli_no_value(&p) ? list_passes() : CLI_USAGE;
             goto done;
-        } else if (cli_match(&p, "--output", "-o")) {
+        } else if (cli_match(&p, "-o", NULL)) {
             if (!(v = cli_value(&p))) rc = CLI_USAGE;
             o.output = v;
+        } else if (cli_match(&p, "--output", NULL)) {
+            if (!(v = cli_value(&p))) rc = CLI_USAGE;
+            o.blobs[o.n_blobs++] = v;
+        } else if (cli_match(&p, "--weights", NULL)) {
+            if (!(o.weights = cli_value(&p))) rc = CLI_USAGE;
+        } else if (cli_match(&p, "--max-batch", NULL)) {
+            if (!(v = cli_value(&p)) || !cli_parse_int("--max-batch", v, 1, 1L << 20, &o.max_batch))
+                rc = CLI_USAGE;
         } else if (cli_match(&p, "--batch", NULL)) {
             if (!(v = cli_value(&p)) || !cli_parse_int("--batch", v, 1, 1L << 20, &o.batch))
                 rc = CLI_USAGE;
@@ -282,8 +394,16 @@ int cmd_build(int argc, char **argv)
         }
     }
     if (rc != CLI_OK) goto done;
+    bool caffe = o.model && cli_is_caffe_file(o.model);
+    /* Before Caffe import, --output was the long form of -o; it still is for other models. */
+    if (o.model && !caffe && !o.output && o.n_blobs == 1) o.output = o.blobs[0], o.n_blobs = 0;
     if (!o.model) {
         rc = cli_usage_error("missing MODEL");
+    } else if (!caffe && (o.weights || o.n_blobs || o.max_batch)) {
+        rc = cli_usage_error("--weights, --output and --max-batch are for Caffe models (a MODEL "
+                             "ending in .prototxt)");
+    } else if (o.max_batch && o.n_shapes > 0) {
+        rc = cli_usage_error("--max-batch and --shapes both set the batch size; give one of them");
     } else if (!o.output) {
         rc = cli_usage_error("missing -o PLAN (where to write the plan)");
     } else if (o.batch_given && o.n_shapes > 0) {
@@ -294,5 +414,6 @@ int cmd_build(int argc, char **argv)
 done:
     free(o.shapes);
     free(o.disabled);
+    free(o.blobs);
     return rc;
 }

@@ -16,9 +16,11 @@ static void print_help(void)
            "its layers (index, name, op, chosen kernel, precision, inputs -> outputs with\n"
            "shapes), the activation arena against the sum of all activations, and the\n"
            "weight bytes. PLAN may also name a built-in model (e.g. lenet), which is then\n"
-           "built in memory with default settings.\n"
+           "built in memory with default settings; so may an ONNX model (PLAN ending in .onnx)\n"
+           "or a Caffe deploy file (PLAN ending in .prototxt, with --weights).\n"
            "\n"
            "options:\n"
+           "  --weights F  the caffemodel of a Caffe deploy file given as PLAN\n"
            "  -h, --help   show this help\n");
 }
 
@@ -108,10 +110,10 @@ static void print_memory(const kiln_engine *e)
     printf("\n  weights      %s (%zu bytes)\n", cli_bytes_str(weights, w, sizeof w), weights);
 }
 
-static int inspect(const char *plan)
+static int inspect(const char *plan, const char *weights)
 {
     kiln_engine *e = NULL;
-    int rc = cli_open_engine(plan, &e);
+    int rc = cli_open_engine_weights(plan, weights, &e);
     if (rc != CLI_OK) return rc;
     struct stat sb;
     char size[32];
@@ -149,7 +151,7 @@ static int inspect(const char *plan)
 
 int cmd_inspect(int argc, char **argv)
 {
-    const char *plan = NULL, *a;
+    const char *plan = NULL, *weights = NULL, *a;
     cli_parser p;
     cli_parser_init(&p, argc, argv);
     while ((a = cli_next(&p)) != NULL) {
@@ -159,10 +161,12 @@ int cmd_inspect(int argc, char **argv)
         } else if (cli_match(&p, "--help", "-h")) {
             print_help();
             return CLI_OK;
+        } else if (cli_match(&p, "--weights", NULL)) {
+            if (!(weights = cli_value(&p))) return CLI_USAGE;
         } else {
             return cli_unknown_option(&p);
         }
     }
     if (!plan) return cli_usage_error("missing PLAN");
-    return inspect(plan);
+    return inspect(plan, weights);
 }

@@ -186,6 +186,7 @@ def _declare(lib):
         "kiln_onnx_parse_file": (st, [P, cs]),
         "kiln_onnx_parse_memory": (st, [P, P, sz, cs]),
         "kiln_onnx_op_supported": (ctypes.c_int, [cs, cs, ctypes.c_int64]),
+        "kiln_caffe_parse_files": (st, [P, cs, cs, ctypes.POINTER(cs), i32]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name, None)
@@ -390,6 +391,24 @@ class Network:
         except BaseException:
             net.close()
             raise
+        return net
+
+    @classmethod
+    def from_caffe(cls, prototxt, caffemodel=None, outputs=None):
+        """A network parsed from a Caffe deploy prototxt and its caffemodel (None: the
+        structure only). `outputs` names the blobs to mark as outputs; none marks every
+        top no layer reads."""
+        outs, keep = _str_array(list(outputs or []))
+        net = cls()
+        try:
+            _check(lib().kiln_caffe_parse_files(
+                net._h, _b(os.fspath(prototxt)),
+                _b(os.fspath(caffemodel)) if caffemodel is not None else None,
+                outs if outputs else None, len(outputs or [])))
+        except BaseException:
+            net.close()
+            raise
+        del keep
         return net
 
     def mark_output(self, name):

@@ -404,6 +404,7 @@ static void test_unsupported_ops_listed_once(void **state)
     assert_int_equal(kiln_onnx_op_supported("com.microsoft", "Conv", 1), 0);
     assert_int_equal(kiln_onnx_op_supported("", "Upsample", 9), 1);
     assert_int_equal(kiln_onnx_op_supported("", "Upsample", 10), 0);
+    assert_int_equal(kiln_onnx_op_supported("", "caffe.PriorBox", 17), 0);
 }
 
 static void test_old_opset_clip(void **state)

@@ -398,13 +398,8 @@ static const converter *find_converter(const char *op)
     return NULL;
 }
 
-/* Ops kiln's table has under an ONNX name but must not take from ONNX directly (their
- * kiln form differs, handled only through a converter above). */
-static bool table_op_importable(const char *op)
-{
-    (void)op;
-    return true;
-}
+/* kiln's own ops (caffe.*) carry another framework's semantics; ONNX names have no dot. */
+static bool table_op_importable(const char *op) { return strchr(op, '.') == NULL; }
 
 bool onnx_op_known(const char *op, int64_t opset)
 {
