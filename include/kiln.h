@@ -275,6 +275,10 @@ KILN_API kiln_status kiln_engine_layer_info(const kiln_engine *engine, int32_t i
 /* Name of input or output `k` of layer `index` ("" for an absent optional input). */
 KILN_API const char *kiln_engine_layer_input(const kiln_engine *engine, int32_t index, int32_t k);
 KILN_API const char *kiln_engine_layer_output(const kiln_engine *engine, int32_t index, int32_t k);
+/* The network layers engine layer `index` computes after fusion: k = 0, 1, ... until
+ * NULL. An unfused layer lists just its own name. */
+KILN_API const char *kiln_engine_layer_fused_from(const kiln_engine *engine, int32_t index,
+                                                  int32_t k);
 /* Bytes of activation memory one context needs, and the sum of all activation sizes
  * (what it would take without reuse). */
 KILN_API size_t kiln_engine_arena_bytes(const kiln_engine *engine);

@@ -52,7 +52,11 @@ typedef struct ir_node {
     int32_t *out; /* value ids */
     int32_t n_attrs;
     kiln_attr *attrs; /* every scalar attribute of the schema is present (defaults filled) */
-    bool dead;        /* removed by a pass; skipped everywhere, dropped by ir_graph_compact */
+    bool dead;        /* removed by a pass; skipped everywhere */
+    /* Names of the network's layers this node stands for after fusion (the node's own
+     * name first); n_fused 0 means just itself. */
+    int32_t n_fused;
+    const char **fused_from;
 } ir_node;
 
 typedef struct ir_graph {

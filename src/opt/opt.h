@@ -22,6 +22,34 @@ const opt_pass *opt_pass_at(int32_t index);
 kiln_status opt_run_pipeline(ir_graph *g, bool (*disabled)(const char *name, const void *user),
                              const void *user);
 
+/* ---- rewriting helpers (rewrite.c) ---- */
+
+/* For each value: how many live nodes read it (a node reading it twice counts twice).
+ * `counts` has room for g->n_values. */
+kiln_status opt_use_counts(const ir_graph *g, int32_t **counts);
+/* The single live node reading value `v` and the input slot, or -1 if zero or several. */
+int32_t opt_single_consumer(const ir_graph *g, int32_t v, int32_t *slot);
+/* Makes every live node that reads `from` read `to` instead. Network outputs are not
+ * touched (their names are bound by callers): check `is_output` first. */
+void opt_replace_uses(ir_graph *g, int32_t from, int32_t to);
+/* Removes a node whose output 0 equals its input 0 (Identity-like): readers of the
+ * output read the input. When the output is a network output and the input is an
+ * activation with no other reader, the input's producer writes the output directly.
+ * Returns false (and changes nothing) when neither is possible. */
+bool opt_bypass(ir_graph *g, int32_t node);
+/* Records that node `into` now also computes what node `from` did (for inspect). */
+kiln_status opt_record_fusion(ir_graph *g, int32_t into, int32_t from);
+/* Adds a node during a pass, with a name derived from `base` that is not in use;
+ * outputs are new values (named `out_hint` + suffix when out_names is NULL). */
+kiln_status opt_add_node(ir_graph *g, const char *op, const char *base, const int32_t *in,
+                         int32_t n_in, int32_t n_out, const kiln_attr *attrs, int32_t n_attrs,
+                         int32_t *node);
+/* Infers the dtypes and shapes of a node's outputs from its inputs (after a rewrite). */
+kiln_status opt_infer_node(ir_graph *g, int32_t node);
+/* A new constant (copied into the graph's arena) with a fresh name derived from `base`. */
+kiln_status opt_add_constant(ir_graph *g, const char *base, kiln_dtype dtype,
+                             const kiln_dims *shape, const void *data, int32_t *value);
+
 /* Passes (one file each). */
 kiln_status opt_dead_code(ir_graph *g, int32_t *changes);
 

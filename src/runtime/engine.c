@@ -217,3 +217,11 @@ size_t kiln_engine_weight_bytes(const kiln_engine *e) { return e ? e->weight_byt
 int32_t kiln_engine_threads(const kiln_engine *e) { return e ? e->d.threads : 0; }
 const char *kiln_engine_device(const kiln_engine *e) { return e ? e->d.device : ""; }
 const char *kiln_engine_build_info(const kiln_engine *e) { return e ? e->d.build_info : ""; }
+
+const char *kiln_engine_layer_fused_from(const kiln_engine *e, int32_t i, int32_t k)
+{
+    if (!e || i < 0 || i >= e->d.n_layers) return NULL;
+    const ir_node *n = &e->d.layers[i].node;
+    if (n->n_fused == 0) return k == 0 ? n->name : NULL;
+    return k >= 0 && k < n->n_fused ? n->fused_from[k] : NULL;
+}

@@ -21,8 +21,11 @@ enum plan_section_id {
     PLAN_SEC_MEMORY = 5,
     PLAN_SEC_BUILD = 6,
     PLAN_SEC_WEIGHTS = 7,
-    PLAN_SEC_COUNT_ = 8
+    PLAN_SEC_FUSED = 8, /* optional: per layer, the network layers it was fused from */
+    PLAN_SEC_COUNT_ = 9
 };
+/* Sections 1..PLAN_SEC_REQUIRED_LAST must be present; later ones may be absent. */
+#define PLAN_SEC_REQUIRED_LAST PLAN_SEC_WEIGHTS
 
 /* Tensor flags; none set means an activation living in the context's arena. */
 enum { PLAN_T_INPUT = 1u, PLAN_T_OUTPUT = 2u, PLAN_T_CONSTANT = 4u };

@@ -86,7 +86,7 @@ static kiln_status read_header(const uint8_t *p, size_t size, sections *s, uint6
         s->off[id] = off;
         s->size[id] = len;
     }
-    for (int id = 1; id < PLAN_SEC_COUNT_; id++)
+    for (int id = 1; id <= PLAN_SEC_REQUIRED_LAST; id++)
         if (!s->have[id]) return CORRUPT("section '%s' is missing", section_name(id));
     return KILN_OK;
 }
@@ -436,6 +436,27 @@ fail:
     return st;
 }
 
+/* Optional: which network layers each engine layer was fused from. */
+static kiln_status read_fused(const sections *s, kiln_arena *a, plan_desc *d)
+{
+    if (!s->have[PLAN_SEC_FUSED]) return KILN_OK;
+    kiln_reader r;
+    section_reader(s, PLAN_SEC_FUSED, &r);
+    for (int32_t i = 0; i < d->n_layers; i++) {
+        ir_node *n = &d->layers[i].node;
+        uint32_t count = kiln_reader_u32(&r);
+        if (r.failed || count > 4096 || (uint64_t)count * 4 > r.len - r.pos)
+            return CORRUPT("fused section: layer '%s' lists %u names", n->name, count);
+        n->n_fused = (int32_t)count;
+        n->fused_from = count ? kiln_arena_alloc(a, sizeof(char *) * count) : NULL;
+        if (count && !n->fused_from) return KILN_ERR_OUT_OF_MEMORY;
+        for (uint32_t k = 0; k < count; k++)
+            KILN_TRY(get_str(s, kiln_reader_u32(&r), "fused layer name", &n->fused_from[k]));
+    }
+    if (r.pos != r.len) return CORRUPT("fused section has %zu trailing bytes", r.len - r.pos);
+    return KILN_OK;
+}
+
 kiln_status plan_read(const void *data, size_t size, kiln_arena *a, plan_desc *d)
 {
     sections s;
@@ -457,6 +478,7 @@ kiln_status plan_read(const void *data, size_t size, kiln_arena *a, plan_desc *d
     KILN_CHECK(read_tensors(&s, a, d, &names));
     KILN_CHECK(read_layers(&s, a, d));
     KILN_CHECK(read_io(&s, a, d));
+    KILN_CHECK(read_fused(&s, a, d));
     KILN_CHECK(read_memory_and_build(&s, d));
     KILN_CHECK(check_dataflow(d));
 fail:

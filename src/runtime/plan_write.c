@@ -122,6 +122,22 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
     kiln_buf_u32(bs, dev);
     kiln_buf_u32(bs, info);
 
+    /* Written only when some layer was fused, so unfused plans stay as they were. */
+    bool any_fused = false;
+    for (int32_t i = 0; i < d->n_layers; i++) any_fused |= d->layers[i].node.n_fused > 0;
+    if (any_fused) {
+        kiln_buf *fb = &sec[PLAN_SEC_FUSED];
+        for (int32_t i = 0; i < d->n_layers; i++) {
+            const ir_node *n = &d->layers[i].node;
+            kiln_buf_u32(fb, (uint32_t)n->n_fused);
+            for (int32_t k = 0; k < n->n_fused; k++) {
+                uint32_t off;
+                KILN_CHECK(str_off(&strs, n->fused_from[k], &off));
+                kiln_buf_u32(fb, off);
+            }
+        }
+    }
+
     kiln_buf *w = &sec[PLAN_SEC_WEIGHTS];
     for (int32_t i = 0; i < d->n_tensors; i++) {
         const plan_tensor *t = &d->tensors[i];
@@ -144,7 +160,7 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
         }
 
     /* Layout: header, section table, then each section 64-byte aligned. */
-    const uint32_t n_sec = PLAN_SEC_COUNT_ - 1;
+    const uint32_t n_sec = any_fused ? PLAN_SEC_COUNT_ - 1 : PLAN_SEC_REQUIRED_LAST;
     size_t base = out->len;
     kiln_buf_zeros(out, PLAN_HEADER_BYTES + PLAN_SECTION_ENTRY_BYTES * n_sec);
     uint64_t offs[PLAN_SEC_COUNT_];

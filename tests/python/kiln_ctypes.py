@@ -183,6 +183,7 @@ def _declare(lib):
         "kiln_context_run": (st, [P]),
         "kiln_free": (None, [P]),
         "kiln_engine_build_info": (cs, [P]),
+        "kiln_engine_layer_fused_from": (cs, [P, i32, i32]),
         "kiln_onnx_parse_file": (st, [P, cs]),
         "kiln_onnx_parse_memory": (st, [P, P, sz, cs]),
         "kiln_onnx_op_supported": (ctypes.c_int, [cs, cs, ctypes.c_int64]),
