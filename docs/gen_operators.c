@@ -40,7 +40,9 @@ int main(void)
     printf("kiln implements %d operators. Those named like ONNX's have ONNX semantics, in\n", n);
     printf("the form of ONNX's newest opset (where newer opsets turned attributes into inputs,\n");
     printf("kiln takes the inputs); those named caffe.* carry Caffe layer semantics ONNX has\n");
-    printf("no op for (SSD's PriorBox and DetectionOutput, Caffe's Crop, ArgMax, Normalize).\n");
+    printf("no op for (SSD's PriorBox and DetectionOutput, Caffe's Crop, ArgMax, Normalize);\n");
+    printf("those named kiln.* are what the optimizer fuses layers into (a convolution, Gemm\n");
+    printf("or MatMul with bias, residual input and activation in one layer).\n");
     printf("Each has shape inference and a portable reference kernel, tested by\n");
     printf("tests/unit/test_ops_*.c and against numpy by tests/python.\n\n");
     printf("| op | inputs | outputs | attributes (default) |\n| --- | --- | --- | --- |\n");

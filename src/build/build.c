@@ -192,7 +192,10 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
     KILN_CHECK(
         kiln_alloc_checked((void **)&offsets, (size_t)g.n_values + 1, sizeof *offsets, "build"));
     KILN_CHECK(ir_graph_topo_order(&g, order, &n_order));
-    KILN_CHECK(build_memplan(&g, order, n_order, offsets, &d.arena_bytes, &d.activation_bytes));
+    build_memplan_result mp;
+    KILN_CHECK(build_memplan(&g, order, n_order, offsets, &mp));
+    d.arena_bytes = mp.arena_bytes;
+    d.activation_bytes = mp.activation_bytes;
     KILN_CHECK(describe(&g, cfg, order, n_order, offsets, &a, &d));
 
     char info[256];
@@ -204,18 +207,24 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
 
     kiln_log(KILN_LOG_INFO,
              "engine: %d layers (network had %d); arena %llu bytes for %llu bytes of activations "
-             "(%.1f%%)",
+             "(%.1f%%; at least %llu are alive at once): %d buffers, %d aliased, %d in place",
              n_order, layers_in, (unsigned long long)d.arena_bytes,
              (unsigned long long)d.activation_bytes,
              d.activation_bytes ? 100.0 * (double)d.arena_bytes / (double)d.activation_bytes
-                                : 100.0);
+                                : 100.0,
+             (unsigned long long)mp.peak_bytes, mp.buffers, mp.aliased, mp.in_place);
     for (int32_t s = 0; s < n_order && kiln_log_enabled(KILN_LOG_VERBOSE); s++) {
         const plan_layer *l = &d.layers[s];
         char sh[KILN_DIMS_STR_MAX];
         const plan_tensor *o = &d.tensors[l->node.out[0]];
-        kiln_log(KILN_LOG_VERBOSE, "layer %d '%s' (%s): kernel %s, fp32, output %s %s", s,
+        const plan_tensor *i0 =
+            l->node.n_in > 0 && l->node.in[0] >= 0 ? &d.tensors[l->node.in[0]] : NULL;
+        bool shared = i0 && !i0->flags && !o->flags && i0->offset == o->offset && o->nbytes;
+        kiln_log(KILN_LOG_VERBOSE, "layer %d '%s' (%s): kernel %s, fp32, output %s %s%s%s", s,
                  l->node.name, l->node.op->name, l->kernel, o->name,
-                 kiln_dims_str(&o->shape, sh, sizeof sh));
+                 kiln_dims_str(&o->shape, sh, sizeof sh),
+                 shared ? (l->node.op->flags & IR_OP_ALIAS ? ", aliases " : ", in place of ") : "",
+                 shared ? i0->name : "");
     }
 
     void *mem = kiln_aligned_alloc(buf.len, PLAN_ALIGN);

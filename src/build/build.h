@@ -1,23 +1,40 @@
 /* build.h - the builder's internal steps: shape inference with build-time folding, and
- * the activation memory planner. */
+ * the activation memory planner (liveness, aliases, in-place reuse). */
 #ifndef KILN_BUILD_H
 #define KILN_BUILD_H
 
 #include "ir/ir.h"
 
-/* Largest output a layer may be folded into at build time. */
+/* Largest output a layer whose op reads only shapes (Shape) is folded into at build time. */
 #define BUILD_FOLD_CAP_BYTES ((size_t)16 << 20)
+/* Largest output of an all-constant layer folded during inference: shape arithmetic.
+ * Larger constant work is left to the constant-folding pass. */
+#define BUILD_SHAPE_FOLD_BYTES ((size_t)4 << 10)
 
-/* Infers the dtype and shape of every value in topological order. A layer whose inputs
- * are all constants (or whose op reads only shapes) is evaluated now and becomes a
- * constant; *folded counts them. */
+/* Infers the dtype and shape of every value in topological order. A layer whose op reads
+ * only shapes, or whose inputs are all constants and whose outputs are small (shape
+ * arithmetic), is evaluated now and becomes a constant; *folded counts them. */
 kiln_status build_infer(ir_graph *g, int32_t *folded);
 
-/* Gives each arena value an offset in one arena by liveness over `order`: values whose
+/* What the memory planner decided: the arena's size, the plain sum of the activations
+ * it holds, and how many values share a buffer with their input. */
+typedef struct build_memplan_result {
+    uint64_t arena_bytes, activation_bytes;
+    uint64_t peak_bytes; /* most bytes alive at one step: no arena can be smaller */
+    int32_t buffers;     /* distinct buffers placed in the arena */
+    int32_t aliased;     /* outputs of IR_OP_ALIAS ops given their input's bytes (no copy) */
+    int32_t in_place;    /* outputs of IR_OP_INPLACE ops written over their input */
+} build_memplan_result;
+
+/* Gives each arena value (an activation that is not a network output) an offset in one
+ * arena by liveness over `order`. Output 0 of an IR_OP_ALIAS op shares input 0's bytes,
+ * and output 0 of an IR_OP_INPLACE op overwrites input 0 when this op is the buffer's
+ * last reader (both arena values of one size, no other input in that buffer); the
+ * buffer then lives until the last reader of any value in it. Otherwise values whose
  * lifetimes overlap never share bytes. `offsets` gets UINT64_MAX for values not in the
  * arena (inputs, outputs, constants). Sizes are rounded up to 64 bytes. */
 kiln_status build_memplan(const ir_graph *g, const int32_t *order, int32_t n_order,
-                          uint64_t *offsets, uint64_t *arena_bytes, uint64_t *activation_bytes);
+                          uint64_t *offsets, build_memplan_result *result);
 
 /* Bytes a value occupies (dtype size x elements). */
 uint64_t build_value_bytes(const ir_value *v);

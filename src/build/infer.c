@@ -1,5 +1,5 @@
-/* infer.c - static shape inference over the graph, folding layers whose inputs are known
- * at build time (shape arithmetic such as Shape -> Gather -> Concat -> Reshape). */
+/* infer.c - static shape inference over the graph, folding what shapes need at build time
+ * (shape arithmetic such as Shape -> Gather -> Concat -> Reshape). */
 #include <string.h>
 
 #include "build/build.h"
@@ -24,6 +24,7 @@ static kiln_status fold(ir_graph *g, ir_node *n, const ir_tensor *in, ir_tensor 
         v->kind = IR_VALUE_CONSTANT;
         v->data = out[k].data;
         v->nbytes = (size_t)build_value_bytes(v);
+        v->producer = -1;
     }
     n->dead = true;
     kiln_log(KILN_LOG_VERBOSE, "folded layer '%s' (%s) into a constant", n->name, n->op->name);
@@ -83,8 +84,12 @@ kiln_status build_infer(ir_graph *g, int32_t *folded)
             v->shape_known = true;
             out_bytes += (size_t)bytes;
         }
+        /* Only what shapes may need: ops that read shapes alone, and small all-constant
+         * layers (shape arithmetic). Bigger constant work is the constant-folding pass's,
+         * which can be switched off. */
         bool shape_only = (n->op->flags & IR_OP_SHAPE_ONLY) != 0;
-        if ((all_const || shape_only) && out_bytes <= BUILD_FOLD_CAP_BYTES) {
+        if ((shape_only && out_bytes <= BUILD_FOLD_CAP_BYTES) ||
+            (all_const && out_bytes <= BUILD_SHAPE_FOLD_BYTES)) {
             KILN_CHECK(fold(g, n, in, out));
             (*folded)++;
         }

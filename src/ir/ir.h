@@ -151,7 +151,10 @@ enum {
      * time whenever the input shapes are known. */
     IR_OP_SHAPE_ONLY = 1u << 0,
     /* Output 0 may share memory with input 0 (same bytes: Reshape, Flatten, ...). */
-    IR_OP_ALIAS = 1u << 1
+    IR_OP_ALIAS = 1u << 1,
+    /* Output 0 may overwrite input 0 (same size): every kernel of the op reads x[i] before
+     * it writes y[i] and tolerates in[0].data == out[0].data (unary elementwise ops). */
+    IR_OP_INPLACE = 1u << 2
 };
 
 typedef struct ir_op {
@@ -180,6 +183,7 @@ IR_OP_GROUP(linalg)
 IR_OP_GROUP(shape)
 IR_OP_GROUP(extra)
 IR_OP_GROUP(caffe)
+IR_OP_GROUP(fused)
 
 /* ---- helpers shared by op files ---- */
 

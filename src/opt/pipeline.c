@@ -3,6 +3,22 @@
 #include "opt/opt.h"
 
 static const opt_pass g_passes[] = {
+    {"constant-folding", "evaluate layers whose inputs are all constants (outputs up to 16 MiB)",
+     opt_constant_folding},
+    {"identity", "remove Identity, same-dtype Cast and no-op Reshape/Transpose/Pad/Slice/Expand",
+     opt_identity},
+    {"reshape-transpose", "merge Transpose pairs and chains of Reshape/Flatten/Squeeze/Unsqueeze",
+     opt_reshape_transpose},
+    {"cse", "merge identical constants and layers computing the same thing", opt_cse},
+    {"matmul-add-to-gemm", "MatMul with 2-D A and constant B, then Add of a bias -> Gemm",
+     opt_matmul_add_to_gemm},
+    {"batchnorm-fold", "BatchNormalization after Conv/ConvTranspose/Gemm -> new weights and bias",
+     opt_batchnorm_fold},
+    {"gelu", "GELU written with Erf or Tanh -> one Gelu", opt_gelu},
+    {"layernorm", "LayerNormalization written with ReduceMean/Sub/Pow/Sqrt/Div -> one layer",
+     opt_layernorm},
+    {"activation-fusion", "Conv/Gemm/MatMul + bias + residual Add + activation -> kiln.* layer",
+     opt_activation_fusion},
     {"dead-code", "remove layers whose outputs nothing uses", opt_dead_code},
 };
 

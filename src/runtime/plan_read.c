@@ -1,6 +1,7 @@
 /* plan_read.c - parses and validates a plan. Every file is untrusted: each count, index,
  * size and offset is checked before use, and each layer's shapes are inferred again,
  * so that nothing a kernel is given can point outside a tensor. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/plan.h"
@@ -20,8 +21,8 @@ typedef struct sections {
 
 static const char *section_name(int id)
 {
-    static const char *names[] = {"?",  "strings", "tensors", "layers",
-                                  "io", "memory",  "build",   "weights"};
+    static const char *names[PLAN_SEC_COUNT_] = {"?",      "strings", "tensors", "layers", "io",
+                                                 "memory", "build",   "weights", "fused"};
     return id > 0 && id < PLAN_SEC_COUNT_ ? names[id] : "?";
 }
 
@@ -436,6 +437,178 @@ fail:
     return st;
 }
 
+/* ---- activations sharing arena bytes ---- */
+
+typedef struct live_range {
+    uint64_t end;   /* one past the last byte */
+    int32_t live;   /* tensors alive in exactly this range now */
+    int32_t tensor; /* the latest of them, for messages */
+} live_range;
+
+typedef struct arena_walk {
+    const plan_desc *d;
+    int32_t *first, *last; /* per tensor: the layer writing it and the last reading it */
+    int32_t *rank;         /* per arena tensor: index of its offset in `offs` */
+    uint64_t *offs;        /* distinct offsets of arena tensors, ascending */
+    int32_t m;
+    int32_t *fen;       /* Fenwick tree over `offs`: 1 where a live range starts */
+    live_range *ranges; /* per offset index */
+} arena_walk;
+
+/* An activation with bytes (empty ones overlap nothing). */
+static bool in_arena(const plan_desc *d, int32_t t)
+{
+    return t >= 0 && d->tensors[t].flags == 0 && d->tensors[t].nbytes > 0;
+}
+
+static int by_offset_then_index(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b; /* {offset, tensor} pairs */
+    if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+static void fen_add(arena_walk *w, int32_t i, int32_t v)
+{
+    for (i++; i <= w->m; i += i & -i) w->fen[i] += v;
+}
+
+/* Live ranges starting at offsets offs[0..i). */
+static int32_t fen_prefix(const arena_walk *w, int32_t i)
+{
+    int32_t s = 0;
+    for (; i > 0; i -= i & -i) s += w->fen[i];
+    return s;
+}
+
+/* The offset index of the k-th live range (1-based) by start. */
+static int32_t fen_kth(const arena_walk *w, int32_t k)
+{
+    int32_t pos = 0, step = 1;
+    while (step * 2 <= w->m) step *= 2;
+    for (; step; step /= 2)
+        if (pos + step <= w->m && w->fen[pos + step] < k) {
+            pos += step;
+            k -= w->fen[pos];
+        }
+    return pos;
+}
+
+/* Layer `i` writes arena tensor `t` as its output `k`. Live ranges never overlap but
+ * where they are the same range: a new range must miss every live one, except that
+ * output 0 of an alias or in-place layer may take exactly input 0's range, in place
+ * only when nothing else alive holds those bytes and no later layer reads input 0. */
+static kiln_status place(arena_walk *w, int32_t i, int32_t k, int32_t t)
+{
+    const plan_desc *d = w->d;
+    const ir_node *n = &d->layers[i].node;
+    const plan_tensor *pt = &d->tensors[t];
+    uint64_t start = pt->offset, end = pt->offset + pt->nbytes;
+    int32_t lo = 0, hi = w->m; /* offsets below `end` */
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (w->offs[mid] < end)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int32_t c = fen_prefix(w, lo), q = c > 0 ? fen_kth(w, c) : -1;
+    live_range *r = &w->ranges[w->rank[t]];
+    if (q < 0 || w->ranges[q].end <= start) {
+        *r = (live_range){end, 1, t};
+        fen_add(w, w->rank[t], 1);
+        return KILN_OK;
+    }
+    const plan_tensor *other = &d->tensors[w->ranges[q].tensor];
+    uint32_t f = n->op->flags & (IR_OP_ALIAS | IR_OP_INPLACE);
+    int32_t t0 = n->n_in > 0 ? n->in[0] : -1;
+    bool exact = k == 0 && f && in_arena(d, t0) && q == w->rank[t] &&
+                 d->tensors[t0].offset == start && d->tensors[t0].nbytes == pt->nbytes;
+    if (exact && !(f & IR_OP_ALIAS) && (r->live != 1 || w->last[t0] != i))
+        return CORRUPT("layer '%s' (%s) writes '%s' in place of '%s', which is still in use "
+                       "after it",
+                       n->name, n->op->name, pt->name, other->name);
+    if (!exact)
+        return CORRUPT("layer '%s' (%s) writes '%s' (%llu bytes at arena offset %llu) over '%s' "
+                       "(%llu bytes at %llu), which is alive at the same time",
+                       n->name, n->op->name, pt->name, (unsigned long long)pt->nbytes,
+                       (unsigned long long)start, other->name, (unsigned long long)other->nbytes,
+                       (unsigned long long)other->offset);
+    for (int32_t j = 1; j < n->n_in; j++) {
+        const plan_tensor *x = in_arena(d, n->in[j]) ? &d->tensors[n->in[j]] : NULL;
+        if (x && x->offset < end && start < x->offset + x->nbytes)
+            return CORRUPT("layer '%s' (%s) writes '%s' over its input %d '%s'", n->name,
+                           n->op->name, pt->name, j, x->name);
+    }
+    r->live++;
+    r->tensor = t;
+    return KILN_OK;
+}
+
+/* Activations share arena bytes only as the planner lets them (docs/plan-format.md,
+ * "memory"): layers run in plan order, a tensor is alive from the layer writing it to
+ * the last layer reading it, and the live byte ranges are kept by start offset. */
+static kiln_status check_arena(const plan_desc *d)
+{
+    kiln_status st = KILN_OK;
+    arena_walk w = {.d = d};
+    int32_t *die_head = NULL, *die_next = NULL;
+    uint64_t *pairs = NULL;
+    size_t nt = (size_t)d->n_tensors + 1, nl = (size_t)d->n_layers + 1;
+    KILN_CHECK(kiln_alloc_checked((void **)&w.first, nt, sizeof *w.first, "plan check"));
+    KILN_CHECK(kiln_alloc_checked((void **)&w.last, nt, sizeof *w.last, "plan check"));
+    KILN_CHECK(kiln_alloc_checked((void **)&w.rank, nt, sizeof *w.rank, "plan check"));
+    KILN_CHECK(kiln_alloc_checked((void **)&w.offs, nt, sizeof *w.offs, "plan check"));
+    KILN_CHECK(kiln_alloc_checked((void **)&w.fen, nt + 1, sizeof *w.fen, "plan check"));
+    KILN_CHECK(kiln_alloc_checked((void **)&w.ranges, nt, sizeof *w.ranges, "plan check"));
+    KILN_CHECK(kiln_alloc_checked((void **)&pairs, nt, 2 * sizeof *pairs, "plan check"));
+    KILN_CHECK(kiln_alloc_checked((void **)&die_head, nl, sizeof *die_head, "plan check"));
+    KILN_CHECK(kiln_alloc_checked((void **)&die_next, nt, sizeof *die_next, "plan check"));
+    for (int32_t t = 0; t < d->n_tensors; t++) w.first[t] = w.last[t] = -1;
+    for (int32_t i = 0; i < d->n_layers; i++) {
+        const ir_node *n = &d->layers[i].node;
+        die_head[i] = -1;
+        for (int32_t k = 0; k < n->n_out; k++)
+            if (in_arena(d, n->out[k])) w.first[n->out[k]] = w.last[n->out[k]] = i;
+        for (int32_t k = 0; k < n->n_in; k++)
+            if (in_arena(d, n->in[k]) && w.last[n->in[k]] < i) w.last[n->in[k]] = i;
+    }
+    /* check_dataflow saw every arena tensor that is read written before; one that no
+     * layer writes is never alive. */
+    size_t np = 0;
+    for (int32_t t = 0; t < d->n_tensors; t++) {
+        if (w.first[t] < 0) continue;
+        pairs[2 * np] = d->tensors[t].offset;
+        pairs[2 * np + 1] = (uint64_t)t;
+        np++;
+        die_next[t] = die_head[w.last[t]];
+        die_head[w.last[t]] = t;
+    }
+    qsort(pairs, np, 2 * sizeof *pairs, by_offset_then_index);
+    for (size_t j = 0; j < np; j++) {
+        if (j == 0 || pairs[2 * j] != pairs[2 * j - 2]) w.offs[w.m++] = pairs[2 * j];
+        w.rank[pairs[2 * j + 1]] = w.m - 1;
+    }
+    for (int32_t i = 0; i < d->n_layers; i++) {
+        const ir_node *n = &d->layers[i].node;
+        for (int32_t k = 0; k < n->n_out; k++)
+            if (in_arena(d, n->out[k])) KILN_CHECK(place(&w, i, k, n->out[k]));
+        for (int32_t t = die_head[i]; t >= 0; t = die_next[t])
+            if (--w.ranges[w.rank[t]].live == 0) fen_add(&w, w.rank[t], -1);
+    }
+fail:
+    kiln_free(w.first);
+    kiln_free(w.last);
+    kiln_free(w.rank);
+    kiln_free(w.offs);
+    kiln_free(w.fen);
+    kiln_free(w.ranges);
+    kiln_free(pairs);
+    kiln_free(die_head);
+    kiln_free(die_next);
+    return st;
+}
+
 /* Optional: which network layers each engine layer was fused from. */
 static kiln_status read_fused(const sections *s, kiln_arena *a, plan_desc *d)
 {
@@ -481,6 +654,7 @@ kiln_status plan_read(const void *data, size_t size, kiln_arena *a, plan_desc *d
     KILN_CHECK(read_fused(&s, a, d));
     KILN_CHECK(read_memory_and_build(&s, d));
     KILN_CHECK(check_dataflow(d));
+    KILN_CHECK(check_arena(d));
 fail:
     kiln_strmap_free(&names);
     return st;

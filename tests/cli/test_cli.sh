@@ -141,8 +141,36 @@ run "$KILN" inspect "$T/lenet2b.plan"
 expect "inspect shows the batch of --shapes" "[ $rc -eq 0 ] && grep -Eq 'data +f32 +2x1x28x28' '$T/out'"
 
 run "$KILN" inspect "$T/resblock.plan"
-expect "inspect resblock" \
-    "[ $rc -eq 0 ] && grep -q 'Add' '$T/out' && grep -Eq 'pool +f32 +1x16x1x1' '$T/out'"
+expect "inspect resblock shows the residual Add fused into the convolution" \
+    "[ $rc -eq 0 ] && grep -q 'kiln.Conv' '$T/out' && grep -q '+ add' '$T/out' \
+     && grep -Eq 'pool +f32 +1x16x1x1' '$T/out'"
+
+run "$KILN" inspect "$T/resblock.plan" --json
+expect "inspect --json prints one JSON object" \
+    "[ $rc -eq 0 ] && [ \$(wc -l <'$T/out') -eq 1 ] && grep -q '^{.*}$' '$T/out' \
+     && grep -q '\"layers\": \\[' '$T/out' && grep -q '\"fused_from\": \\[' '$T/out' \
+     && grep -q '\"arena_bytes\": [0-9]' '$T/out' && grep -q '\"activation_bytes\": [0-9]' '$T/out' \
+     && [ ! -s '$T/err' ]"
+if command -v python3 >/dev/null 2>&1; then
+    expect "... which parses, with every layer's fields" \
+        "python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert d[\"inputs\"][0] == {\"name\": \"data\", \"shape\": [1, 16, 32, 32], \"dtype\": \"f32\"}
+assert d[\"outputs\"][0][\"name\"] == \"pool\" and d[\"weight_bytes\"] > 0
+assert 0 < d[\"arena_bytes\"] and 0 < d[\"activation_bytes\"]
+for l in d[\"layers\"]:
+    assert set(l) >= {\"name\", \"op\", \"kernel\", \"precision\", \"fused_from\", \"inputs\", \"outputs\"}
+    assert l[\"fused_from\"][0] == l[\"name\"]
+    assert all(set(o) == {\"name\", \"shape\", \"dtype\"} for o in l[\"outputs\"])
+' '$T/out'"
+fi
+
+run "$KILN" inspect lenet --dot "$T/lenet.dot"
+expect "inspect --dot writes a Graphviz file and still prints the table" \
+    "[ $rc -eq 0 ] && head -c 7 '$T/lenet.dot' | grep -qx digraph && grep -q -- '->' '$T/lenet.dot' \
+     && grep -q 'Softmax' '$T/lenet.dot' && grep -q 'layers (' '$T/out' && [ ! -s '$T/err' ]"
+
+expect_fail "inspect --dot into a missing folder" 1 "$KILN" inspect lenet --dot "$T/no/such/dir/x.dot"
 
 # ---- run ----
 

@@ -76,7 +76,7 @@ static kiln_status run_net(const char *op, const kiln_attr *attrs, int32_t na, c
 {
     ir_graph g;
     ir_graph_init(&g);
-    char names[4][8];
+    char names[4][16];
     const char *inames[4], *onames[1] = {"o0"};
     ir_tensor view[4];
     kiln_status st = KILN_OK;
