@@ -193,6 +193,11 @@ KILN_API kiln_status kiln_caffe_parse_files(kiln_network *net, const char *proto
                                             const char *caffemodel, const char *const *outputs,
                                             int32_t n_outputs);
 
+/* Name and op of layer `index` of the network, in the order added (NULL when out of
+ * range): what a model holds before optimization. */
+KILN_API const char *kiln_network_layer_name(const kiln_network *net, int32_t index);
+KILN_API const char *kiln_network_layer_op(const kiln_network *net, int32_t index);
+
 /* Whether kiln knows an op by this name (1) or not (0). */
 KILN_API int kiln_op_supported(const char *op);
 

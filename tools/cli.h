@@ -37,6 +37,10 @@ bool cli_is_onnx_file(const char *path);
 bool cli_is_caffe_file(const char *path);
 /* cli_open_engine, with the caffemodel `weights` (may be NULL) for a Caffe ARG. */
 int cli_open_engine_weights(const char *arg, const char *weights, kiln_engine **out);
+/* Whether ARG names a model (ONNX, Caffe deploy file, built-in) rather than a plan. */
+bool cli_is_model(const char *arg);
+/* The network of model ARG before any optimization (for `kiln inspect`). */
+int cli_open_network(const char *arg, const char *weights, kiln_network **out);
 
 /* ---- option parsing ----------------------------------------------------------------
  * Options are "--name value", "--name=value" or a short "-x value"; "--" ends them.

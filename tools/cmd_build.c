@@ -307,6 +307,29 @@ int cli_open_engine(const char *arg, kiln_engine **out)
     return cli_open_engine_weights(arg, NULL, out);
 }
 
+int cli_open_network(const char *arg, const char *weights, kiln_network **out)
+{
+    build_opts o = {.model = arg,
+                    .weights = weights,
+                    .batch = 1,
+                    .precisions = KILN_PRECISION_FP32,
+                    .log_level = KILN_LOG_WARNING};
+    *out = NULL;
+    int rc = make_network(&o, out);
+    if (rc != CLI_OK) {
+        kiln_network_destroy(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+bool cli_is_model(const char *arg)
+{
+    struct stat st;
+    return (stat(arg, &st) != 0 && models_exists(arg)) || cli_is_onnx_file(arg) ||
+           cli_is_caffe_file(arg);
+}
+
 int cli_open_engine_weights(const char *arg, const char *weights, kiln_engine **out)
 {
     struct stat st;

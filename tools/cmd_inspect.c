@@ -22,7 +22,7 @@ static void print_help(void)
            "activations, and the weight bytes. PLAN may also name a built-in model (e.g.\n"
            "lenet), which is then built in memory with default settings; so may an ONNX model\n"
            "(PLAN ending in .onnx) or a Caffe deploy file (PLAN ending in .prototxt, with\n"
-           "--weights).\n"
+           "--weights); for a model, its layers before optimization are listed first.\n"
            "\n"
            "options:\n"
            "  --json       print one JSON object instead of the table; its keys: plan, kiln,\n"
@@ -415,12 +415,35 @@ static int write_dot(const char *path, const kiln_engine *e)
     return rc;
 }
 
+/* A model's layers as written, before the optimizer: what `layers` below came from. */
+static int print_network(const char *model, const char *weights)
+{
+    kiln_network *net = NULL;
+    int rc = cli_open_network(model, weights, &net);
+    if (rc != CLI_OK) return rc;
+    int32_t n = kiln_network_num_layers(net);
+    int w = 4;
+    for (int32_t i = 0; i < n; i++) {
+        int len = (int)strlen(kiln_network_layer_name(net, i));
+        if (len > w) w = len;
+    }
+    printf("network layers before optimization (%d)\n", (int)n);
+    printf("  %3s  %-*s  %s\n", "#", w, "name", "op");
+    for (int32_t i = 0; i < n; i++)
+        printf("  %3d  %-*s  %s\n", (int)i, w, kiln_network_layer_name(net, i),
+               kiln_network_layer_op(net, i));
+    fputc('\n', stdout);
+    kiln_network_destroy(net);
+    return CLI_OK;
+}
+
 static int inspect(const char *plan, const char *weights, bool json, const char *dot)
 {
     kiln_engine *e = NULL;
     int rc = cli_open_engine_weights(plan, weights, &e);
     if (rc != CLI_OK) return rc;
     if (dot) rc = write_dot(dot, e);
+    if (rc == CLI_OK && !json && cli_is_model(plan)) rc = print_network(plan, weights);
     if (rc == CLI_OK) rc = json ? print_json(plan, e) : print_text(plan, e);
     kiln_engine_destroy(e);
     return rc;

@@ -57,3 +57,13 @@ kiln_status kiln_network_mark_output(kiln_network *net, const char *name)
 int32_t kiln_network_num_layers(const kiln_network *net) { return net ? net->g.n_nodes : 0; }
 int32_t kiln_network_num_inputs(const kiln_network *net) { return net ? net->g.n_inputs : 0; }
 int32_t kiln_network_num_outputs(const kiln_network *net) { return net ? net->g.n_outputs : 0; }
+
+const char *kiln_network_layer_name(const kiln_network *net, int32_t i)
+{
+    return net && i >= 0 && i < net->g.n_nodes ? net->g.nodes[i].name : NULL;
+}
+
+const char *kiln_network_layer_op(const kiln_network *net, int32_t i)
+{
+    return net && i >= 0 && i < net->g.n_nodes ? net->g.nodes[i].op->name : NULL;
+}

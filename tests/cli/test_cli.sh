@@ -267,5 +267,10 @@ expect "... inspect shows its input and Gemm layers" \
 expect_fail "inspect an ONNX model with a symbolic batch and no shape" 1 "$KILN" inspect "$DIGITS"
 expect "... the message names the input and --shapes" "grep -q \"'pixels'\" '$T/err' && grep -q -- '--shapes' '$T/err'"
 
+run "$KILN" inspect resblock
+expect "inspect a model lists its layers before optimization, then the engine's" \
+    "[ $rc -eq 0 ] && grep -q 'network layers before optimization (8)' '$T/out' \
+     && grep -Eq ' bn2 +BatchNormalization' '$T/out' && grep -q 'layers (3)' '$T/out'"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
