@@ -19,18 +19,6 @@ static void print_default(const ir_attr_def *a)
     }
 }
 
-static const char *type_name(kiln_attr_type t)
-{
-    switch (t) {
-    case KILN_ATTR_INT: return "int";
-    case KILN_ATTR_FLOAT: return "float";
-    case KILN_ATTR_STRING: return "string";
-    case KILN_ATTR_INTS: return "ints";
-    case KILN_ATTR_FLOATS: return "floats";
-    }
-    return "?";
-}
-
 int main(void)
 {
     const ir_op *op;
@@ -59,7 +47,8 @@ int main(void)
             printf("%d–%d", op->min_out, op->max_out);
         printf(" | ");
         for (int32_t k = 0; k < op->n_attrs; k++) {
-            printf("%s%s: %s = ", k ? ", " : "", op->attrs[k].name, type_name(op->attrs[k].type));
+            printf("%s%s: %s = ", k ? ", " : "", op->attrs[k].name,
+                   ir_attr_type_name(op->attrs[k].type));
             print_default(&op->attrs[k]);
         }
         printf(" |\n");

@@ -148,7 +148,7 @@ static const ir_attr_def *attr_def(const ir_op *op, const char *name)
     return NULL;
 }
 
-static const char *attr_type_name(kiln_attr_type t)
+const char *ir_attr_type_name(kiln_attr_type t)
 {
     switch (t) {
     case KILN_ATTR_INT: return "int";
@@ -180,7 +180,7 @@ static kiln_status copy_attrs(ir_graph *g, const ir_op *op, const char *node,
         if (d->type != a->type)
             return kiln_error(KILN_ERR_INVALID_ARGUMENT,
                               "node '%s' (%s): attribute '%s' must be %s, got %s", node, op->name,
-                              a->name, attr_type_name(d->type), attr_type_name(a->type));
+                              a->name, ir_attr_type_name(d->type), ir_attr_type_name(a->type));
         if ((a->type == KILN_ATTR_INTS || a->type == KILN_ATTR_FLOATS) &&
             (a->count < 0 || a->count > 4096 ||
              (a->count > 0 &&

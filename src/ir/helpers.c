@@ -14,9 +14,9 @@ bool ir_broadcast(const kiln_dims *a, const kiln_dims *b, kiln_dims *out)
     for (int32_t i = 0; i < r; i++) {
         int32_t ia = i - (r - a->rank), ib = i - (r - b->rank);
         int64_t da = ia >= 0 ? a->d[ia] : 1, db = ib >= 0 ? b->d[ib] : 1;
-        if (da == db || db == 1)
+        if (da == db || db == 1 || db == -1)
             o.d[i] = da;
-        else if (da == 1)
+        else if (da == 1 || da == -1)
             o.d[i] = db;
         else
             return false;
@@ -104,4 +104,15 @@ kiln_status ir_infer_same_as_input(ir_infer *c)
     c->out[0].dtype = c->in[0].dtype;
     c->out[0].shape = c->in[0].shape;
     return KILN_OK;
+}
+
+float ir_dot_f32(const float *restrict x, const float *restrict y, int64_t n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) acc[l] += x[k + l] * y[k + l];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; k < n; k++) s += x[k] * y[k];
+    return s;
 }

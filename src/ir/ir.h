@@ -111,6 +111,8 @@ kiln_status ir_node_error(const ir_node *n, kiln_status st, const char *fmt, ...
 /* ---- attributes ---- */
 
 const kiln_attr *ir_attr_find(const ir_node *n, const char *name);
+/* "int", "float", "string", "ints", "floats". */
+const char *ir_attr_type_name(kiln_attr_type t);
 int64_t ir_attr_int(const ir_node *n, const char *name);        /* 0 if absent */
 float ir_attr_float(const ir_node *n, const char *name);        /* 0 if absent */
 const char *ir_attr_string(const ir_node *n, const char *name); /* "" if absent */
@@ -187,12 +189,16 @@ IR_OP_GROUP(fused)
 
 /* ---- helpers shared by op files ---- */
 
-/* numpy broadcasting of two shapes; false if they do not broadcast. */
+/* numpy broadcasting of two shapes; false if they do not broadcast. An unknown
+ * dimension (-1) takes the other side's size, as ONNX shape inference does. */
 bool ir_broadcast(const kiln_dims *a, const kiln_dims *b, kiln_dims *out);
 /* Offset into a tensor of shape `in` (right-aligned against `out`, broadcast dims
  * repeat) for each linear index of `out`: fills `strides` with per-dim strides of
  * `in` as seen from `out` (0 where broadcast). `strides` has out->rank entries. */
 void ir_broadcast_strides(const kiln_dims *in, const kiln_dims *out, int64_t *strides);
+/* Dot product of two float vectors with eight independent partial sums, so compilers
+ * vectorize it without reassociating (which they may not do for floats on their own). */
+float ir_dot_f32(const float *restrict x, const float *restrict y, int64_t n);
 /* Normalizes a possibly negative axis into [0, rank); false if out of range. */
 bool ir_axis(int64_t axis, int32_t rank, int32_t *out);
 /* Reads an integer tensor (i64 or i32) as int64 values; false if the dtype is not an

@@ -9,29 +9,6 @@
 
 /* ---- shared helpers ---- */
 
-bool ir_ew_broadcast(const kiln_dims *a, const kiln_dims *b, kiln_dims *out)
-{
-    if (ir_broadcast(a, b, out)) return true;
-    /* ir_broadcast refuses an unknown dimension against a known one other than 1;
-     * ONNX lets the unknown one take the other's size (checked again at run time). */
-    int32_t r = a->rank > b->rank ? a->rank : b->rank;
-    kiln_dims o;
-    memset(&o, 0, sizeof o);
-    o.rank = r;
-    for (int32_t i = 0; i < r; i++) {
-        int32_t ia = i - (r - a->rank), ib = i - (r - b->rank);
-        int64_t da = ia >= 0 ? a->d[ia] : 1, db = ib >= 0 ? b->d[ib] : 1;
-        if (da == db || db == 1 || db == -1)
-            o.d[i] = da;
-        else if (da == 1 || da == -1)
-            o.d[i] = db;
-        else
-            return false;
-    }
-    *out = o;
-    return true;
-}
-
 const char *ir_ew_dtype_list(uint32_t mask, char *buf, size_t n)
 {
     static const kiln_dtype all[] = {KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16,
@@ -505,7 +482,7 @@ static kiln_status infer_binary(ir_infer *c, const binop *op)
 {
     KILN_TRY(ir_ew_check_dtype(c->node, "input 0", c->in[0].dtype, binop_mask(op)));
     KILN_TRY(same_dtype(c->node, c->in, 1));
-    if (!ir_ew_broadcast(&c->in[0].shape, &c->in[1].shape, &c->out[0].shape))
+    if (!ir_broadcast(&c->in[0].shape, &c->in[1].shape, &c->out[0].shape))
         return broadcast_error(c->node, &c->in[0].shape, &c->in[1].shape);
     c->out[0].dtype = op->to_bool ? KILN_DTYPE_BOOL : c->in[0].dtype;
     return KILN_OK;
@@ -584,7 +561,7 @@ kiln_status ir_ew_infer_pow(ir_infer *c)
 {
     KILN_TRY(ir_ew_check_dtype(c->node, "base (input 0)", c->in[0].dtype, IR_EW_NUM));
     KILN_TRY(ir_ew_check_dtype(c->node, "exponent (input 1)", c->in[1].dtype, IR_EW_NUM));
-    if (!ir_ew_broadcast(&c->in[0].shape, &c->in[1].shape, &c->out[0].shape))
+    if (!ir_broadcast(&c->in[0].shape, &c->in[1].shape, &c->out[0].shape))
         return broadcast_error(c->node, &c->in[0].shape, &c->in[1].shape);
     c->out[0].dtype = c->in[0].dtype;
     return KILN_OK;
@@ -639,9 +616,9 @@ kiln_status ir_ew_infer_where(ir_infer *c)
                              "Y (input 2) has dtype %s, expected %s like X",
                              kiln_dtype_name(c->in[2].dtype), kiln_dtype_name(c->in[1].dtype));
     kiln_dims t;
-    if (!ir_ew_broadcast(&c->in[1].shape, &c->in[2].shape, &t))
+    if (!ir_broadcast(&c->in[1].shape, &c->in[2].shape, &t))
         return broadcast_error(c->node, &c->in[1].shape, &c->in[2].shape);
-    if (!ir_ew_broadcast(&c->in[0].shape, &t, &c->out[0].shape))
+    if (!ir_broadcast(&c->in[0].shape, &t, &c->out[0].shape))
         return broadcast_error(c->node, &c->in[0].shape, &t);
     c->out[0].dtype = c->in[1].dtype;
     return KILN_OK;
@@ -671,7 +648,7 @@ static kiln_status infer_variadic(ir_infer *c, const binop *op)
     for (int32_t i = 1; i < c->n_in; i++) {
         KILN_TRY(same_dtype(c->node, c->in, i));
         kiln_dims next;
-        if (!ir_ew_broadcast(&acc, &c->in[i].shape, &next))
+        if (!ir_broadcast(&acc, &c->in[i].shape, &next))
             return broadcast_error(c->node, &acc, &c->in[i].shape);
         acc = next;
     }

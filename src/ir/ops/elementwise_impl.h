@@ -39,10 +39,6 @@ kiln_status ir_ew_infer_castlike(ir_infer *c);
 
 #undef IR_EW_OP
 
-/* numpy broadcasting that also lets an unknown dimension (-1) stand for the other
- * side's size, as ONNX shape inference does; false if the shapes cannot broadcast. */
-bool ir_ew_broadcast(const kiln_dims *a, const kiln_dims *b, kiln_dims *out);
-
 /* "f32, i32 or i64" style lists for messages, from a mask of (1 << dtype) bits. */
 const char *ir_ew_dtype_list(uint32_t mask, char *buf, size_t n);
 

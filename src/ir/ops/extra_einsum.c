@@ -392,18 +392,6 @@ EIN_KERNEL(ein_i64, int64_t, uint64_t, 1u, CVT_I, STORE_64)
 
 /* ---- two f32 operands: the forms of attention and matmul ---- */
 
-/* Eight independent partial sums, so the compiler can vectorize without reassociating. */
-static float dot8(const float *restrict x, const float *restrict y, int64_t n)
-{
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int l = 0; l < 8; l++) acc[l] += x[k + l] * y[k + l];
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; k < n; k++) s += x[k] * y[k];
-    return s;
-}
-
 /* Steps loops [lo, hi) of a multi-index, keeping both operands' offsets in step; false
  * once they wrap. */
 static bool pair_next(const ein_loops *lp, int64_t *idx, int32_t lo, int32_t hi, int64_t *off)
@@ -430,7 +418,7 @@ static void pair_dot(const ein_loops *lp, const float *a, const float *b, float 
     for (int64_t o = 0; o < lp->out_count; o++) {
         int64_t off[2] = {base[0], base[1]};
         double acc = 0.0;
-        do acc += dot8(a + off[0], b + off[1], lp->size[last]);
+        do acc += ir_dot_f32(a + off[0], b + off[1], lp->size[last]);
         while (pair_next(lp, idx, no, last, off));
         y[o] = (float)acc;
         pair_next(lp, idx, 0, no, base);

@@ -115,19 +115,6 @@ bool lin_unidirectional(const kiln_dims *small, const kiln_dims *big)
  * (k ascending), so results equal the plain loop bit for bit. */
 enum { MM_JB = 256, MM_KB = 128, MM_DOT_JB = 64 };
 
-/* Dot product with eight independent partial sums, so the compiler can vectorize it
- * without reassociating (which it may not do for floats on its own). */
-static float dot_f32(const float *restrict x, const float *restrict y, int64_t n)
-{
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int l = 0; l < 8; l++) acc[l] += x[k + l] * y[k + l];
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; k < n; k++) s += x[k] * y[k];
-    return s;
-}
-
 /* C (m x n, row-major, overwritten) = A B with A's element (i, k) at a[i*ars + k*acs].
  * B is k x n row-major, or n x k (row-major) when `bt`. Sums accumulate in float, as
  * every mainstream runtime does; the tests bound the difference to a double reference. */
@@ -162,7 +149,7 @@ static void mm_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t ars,
             for (int64_t j = j0; j < j1; j++) {
                 const float *br = b + j * k;
                 if (acs == 1) {
-                    c[i * n + j] = dot_f32(a + i * ars, br, k);
+                    c[i * n + j] = ir_dot_f32(a + i * ars, br, k);
                 } else {
                     float s = 0.0f;
                     for (int64_t kk = 0; kk < k; kk++) s += a[i * ars + kk * acs] * br[kk];
