@@ -21,7 +21,8 @@ import os
 import numpy as np
 
 __all__ = [
-    "KilnError", "load_library", "lib", "version", "op_supported", "onnx_op_supported", "Network", "Engine",
+    "KilnError", "build_dir", "write_report", "load_library", "lib", "version", "op_supported",
+    "onnx_op_supported", "Network", "Engine",
     "Context", "build", "run_op", "rel_l2", "assert_close", "assert_equal", "DTYPES",
 ]
 
@@ -324,16 +325,14 @@ def _str_array(names):
 # ---- network ------------------------------------------------------------------------------
 
 
-class Network:
-    """An editable graph (kiln_network)."""
+class _Handle:
+    """Owns one kiln object: closed explicitly, by `with`, or when collected."""
 
-    def __init__(self):
-        self._h = ctypes.c_void_p()
-        _check(lib().kiln_network_create(ctypes.byref(self._h)))
+    _destroy = None  # name of the kiln_*_destroy function
 
     def close(self):
-        if self._h:
-            lib().kiln_network_destroy(self._h)
+        if getattr(self, "_h", None):
+            getattr(lib(), self._destroy)(self._h)
             self._h = ctypes.c_void_p()
 
     def __del__(self):
@@ -347,6 +346,16 @@ class Network:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Network(_Handle):
+    """An editable graph (kiln_network)."""
+
+    _destroy = "kiln_network_destroy"
+
+    def __init__(self):
+        self._h = ctypes.c_void_p()
+        _check(lib().kiln_network_create(ctypes.byref(self._h)))
 
     def add_input(self, name, dtype, shape):
         _check(lib().kiln_network_add_input(self._h, _b(name), dtype_code(dtype),
@@ -431,7 +440,8 @@ class Network:
 # ---- config and builder ---------------------------------------------------------------------
 
 
-class Config:
+class Config(_Handle):
+    _destroy = "kiln_config_destroy"
     def __init__(self, threads=None, device=None, input_shapes=None, disable_passes=(),
                  log_level=None, precisions=None):
         self._h = ctypes.c_void_p()
@@ -451,17 +461,6 @@ class Config:
             _check(L.kiln_config_set_input_shape(self._h, _b(name),
                                                  ctypes.byref(Dims.of(shape))))
 
-    def close(self):
-        if self._h:
-            lib().kiln_config_destroy(self._h)
-            self._h = ctypes.c_void_p()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
 
 def build(network, threads=1, **config):
     """kiln_build(network, config) -> Engine. Keyword arguments go to Config."""
@@ -477,8 +476,10 @@ def build(network, threads=1, **config):
 # ---- engine ---------------------------------------------------------------------------------
 
 
-class Engine:
+class Engine(_Handle):
     """An immutable built engine (kiln_engine)."""
+
+    _destroy = "kiln_engine_destroy"
 
     def __init__(self, handle):
         self._h = handle
@@ -496,23 +497,6 @@ class Engine:
         h = ctypes.c_void_p()
         _check(lib().kiln_engine_load_memory(buf, len(data), ctypes.byref(h)))
         return cls(h)
-
-    def close(self):
-        if self._h:
-            lib().kiln_engine_destroy(self._h)
-            self._h = ctypes.c_void_p()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def save(self, path):
         _check(lib().kiln_engine_save(self._h, _b(os.fspath(path))))
@@ -604,9 +588,11 @@ class Engine:
 # ---- context --------------------------------------------------------------------------------
 
 
-class Context:
+class Context(_Handle):
     """An execution context (kiln_context). Arrays bound with set_tensor are kept alive
     by the context until they are rebound or the context is closed."""
+
+    _destroy = "kiln_context_destroy"
 
     def __init__(self, engine):
         self.engine = engine  # the engine must outlive the context
@@ -615,22 +601,8 @@ class Context:
         _check(lib().kiln_context_create(engine._h, ctypes.byref(self._h)))
 
     def close(self):
-        if self._h:
-            lib().kiln_context_destroy(self._h)
-            self._h = ctypes.c_void_p()
+        super().close()
         self._bound = {}
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def set_input_shape(self, name, shape):
         _check(lib().kiln_context_set_input_shape(self._h, _b(name),
@@ -772,3 +744,32 @@ def case(*values, id=None, xfail=None):
 
     marks = [pytest.mark.xfail(reason=xfail, strict=True)] if xfail else []
     return pytest.param(*values, id=id, marks=marks)
+
+
+# ---- reports of test modules --------------------------------------------------------------
+
+
+def build_dir():
+    """The build tree: where libkiln.so lives (test reports are written beside it)."""
+    return os.path.dirname(os.path.abspath(os.environ["KILN_LIB"]))
+
+
+def write_report(config, name, summary, title, header, lines):
+    """Writes `summary` as BUILD/NAME.json and prints `header` and `lines` under `title`
+    in pytest's terminal summary (output written during a test would be captured)."""
+    import json
+
+    path = os.path.join(build_dir(), name + ".json")
+    with open(path + ".tmp", "w") as fh:
+        json.dump(summary, fh, indent=1)
+    os.replace(path + ".tmp", path)
+
+    class _Printer:
+        def pytest_terminal_summary(self, terminalreporter):
+            terminalreporter.section(title)
+            for line in [header, *lines, f"written to {path}"]:
+                terminalreporter.write_line(line)
+
+    pm = config.pluginmanager
+    if not pm.has_plugin("kiln-report-" + name):
+        pm.register(_Printer(), "kiln-report-" + name)

@@ -52,9 +52,6 @@ KNOWN_FAILURES = {}
 _rows = []
 
 
-def _build_dir():
-    return os.path.dirname(os.path.abspath(os.environ["KILN_LIB"]))
-
 
 # ---- the trained LeNet of models/lenet (scripts/train_lenet_caffe.py) ------------------------
 
@@ -326,20 +323,6 @@ def _table():
     return lines
 
 
-class _TablePrinter:
-    """Prints the table in pytest's terminal summary (output written during a test would be
-    captured)."""
-
-    def pytest_terminal_summary(self, terminalreporter):
-        tr = terminalreporter
-        tr.section("kiln against OpenCV dnn, Caffe networks")
-        tr.write_line(f"kiln threads=1; OpenCV {cv2.__version__} (DNN_BACKEND_OPENCV, CPU); "
-                      f"relative L2 must be < {TOL:g}")
-        for line in _table():
-            tr.write_line(line)
-        tr.write_line(f"written to {os.path.join(_build_dir(), 'caffe-networks-summary.json')}")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def caffe_summary(request):
     """After the module: writes caffe-networks-summary.json and has the table printed."""
@@ -351,10 +334,7 @@ def caffe_summary(request):
                "numpy_oracle": {**NUMPY_NETS, **{f"{n}/{o}": r
                                                  for (n, o), r in NUMPY_OUTPUTS.items()}},
                "rows": _rows}
-    path = os.path.join(_build_dir(), "caffe-networks-summary.json")
-    with open(path + ".tmp", "w") as fh:
-        json.dump(summary, fh, indent=1)
-    os.replace(path + ".tmp", path)
-    pm = request.config.pluginmanager
-    if not pm.has_plugin("kiln-caffe-table"):
-        pm.register(_TablePrinter(), "kiln-caffe-table")
+    K.write_report(request.config, "caffe-networks-summary", summary,
+                   "kiln against OpenCV dnn, Caffe networks",
+                   f"kiln threads=1; OpenCV {cv2.__version__} (DNN_BACKEND_OPENCV, CPU); "
+                   f"relative L2 must be < {TOL:g}", _table())

@@ -27,9 +27,6 @@ KNOWN_FAILURES = {}
 _rows = []
 
 
-def _build_dir():
-    return os.path.dirname(os.path.abspath(os.environ["KILN_LIB"]))
-
 
 def _median_ms(fn, first_s):
     """Median wall time of `fn` over as many runs (up to 5) as fit TIME_BUDGET_S, judged
@@ -135,20 +132,6 @@ def _table():
     return lines
 
 
-class _TablePrinter:
-    """A plugin registered for this run: prints the table in pytest's terminal summary
-    (output written during a test or fixture would be captured)."""
-
-    def pytest_terminal_summary(self, terminalreporter):
-        tr = terminalreporter
-        tr.section("kiln against onnxruntime, whole networks")
-        tr.write_line(f"kiln threads=1; onnxruntime {ort.__version__} ORT_ENABLE_ALL, 1 thread;"
-                      f" relative L2 must be < {TOL:g}")
-        for line in _table():
-            tr.write_line(line)
-        tr.write_line(f"written to {os.path.join(_build_dir(), 'networks-summary.json')}")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def networks_summary(request):
     """After the module: writes networks-summary.json and has the table printed."""
@@ -157,10 +140,7 @@ def networks_summary(request):
         return
     summary = {"tolerance": TOL, "kiln_threads": 1, "ort_threads": 1,
                "onnxruntime": ort.__version__, "feed_seed": FEED_SEED, "rows": _rows}
-    path = os.path.join(_build_dir(), "networks-summary.json")
-    with open(path + ".tmp", "w") as fh:
-        json.dump(summary, fh, indent=1)
-    os.replace(path + ".tmp", path)
-    pm = request.config.pluginmanager
-    if not pm.has_plugin("kiln-networks-table"):
-        pm.register(_TablePrinter(), "kiln-networks-table")
+    K.write_report(request.config, "networks-summary", summary,
+                   "kiln against onnxruntime, whole networks",
+                   f"kiln threads=1; onnxruntime {ort.__version__} ORT_ENABLE_ALL, 1 thread; "
+                   f"relative L2 must be < {TOL:g}", _table())

@@ -31,25 +31,13 @@ static void assert_shape(const ir_tensor *t, const kiln_dims *want)
 static void run_ok(const char *op, const kiln_attr *attrs, int32_t na, const ir_tensor *in,
                    int32_t n_in, ir_tensor *out)
 {
-    kiln_status st = tu_run_op(op, attrs, na, in, n_in, out, 1);
-    if (st != KILN_OK) fail_msg("%s failed: %s", op, kiln_last_error());
-}
-
-static void check_error(const char *op, kiln_status st, kiln_status want, const char *msg)
-{
-    if (st != want || !strstr(kiln_last_error(), "node 'node'") ||
-        (msg && !strstr(kiln_last_error(), msg)))
-        fail_msg("%s: status %s, message \"%s\"; expected %s with \"%s\"", op, kiln_status_name(st),
-                 kiln_last_error(), kiln_status_name(want), msg ? msg : "");
+    tu_run_op_ok(op, attrs, na, in, n_in, out, 1);
 }
 
 static void expect_error(const char *op, const kiln_attr *attrs, int32_t na, const ir_tensor *in,
                          int32_t n_in, kiln_status want, const char *msg)
 {
-    ir_tensor out[1];
-    kiln_status st = tu_run_op(op, attrs, na, in, n_in, out, 1);
-    tu_tensor_free(&out[0]);
-    check_error(op, st, want, msg);
+    tu_expect_op_error(op, attrs, na, in, n_in, 1, want, msg);
 }
 
 static void free_all(ir_tensor *t, int32_t n)
@@ -1165,7 +1153,7 @@ static void test_detection_alloc_failure(void **state)
     kiln_status st = run_net("caffe.DetectionOutput", a, 2, in, in, 3, &out);
     g_fail_eval_alloc = false;
     tu_tensor_free(&out);
-    check_error("caffe.DetectionOutput", st, KILN_ERR_OUT_OF_MEMORY, "no memory");
+    tu_check_op_error("caffe.DetectionOutput", st, KILN_ERR_OUT_OF_MEMORY, "no memory");
     assert_int_equal(run_net("caffe.DetectionOutput", a, 2, in, in, 3, &out), KILN_OK);
     tu_tensor_free(&out);
     free_all(in, 3);

@@ -122,15 +122,7 @@ static int64_t get_int_any(const ir_tensor *t, int64_t i)
 static void expect_error(const char *op, const kiln_attr *attrs, int32_t n_attrs,
                          const ir_tensor *in, int32_t n_in, kiln_status want, const char *needle)
 {
-    ir_tensor out[1];
-    kiln_status st = tu_run_op(op, attrs, n_attrs, in, n_in, out, 1);
-    if (st != want || !strstr(kiln_last_error(), "node 'node'") ||
-        (needle && !strstr(kiln_last_error(), needle)))
-        print_error("%s: status %s, message: %s\n", op, kiln_status_name(st), kiln_last_error());
-    assert_int_equal(st, want);
-    assert_non_null(strstr(kiln_last_error(), "node 'node'"));
-    if (needle) assert_non_null(strstr(kiln_last_error(), needle));
-    tu_tensor_free(&out[0]);
+    tu_expect_op_error(op, attrs, n_attrs, in, n_in, 1, want, needle);
 }
 
 static void free_all(ir_tensor *t, int n)
@@ -350,9 +342,7 @@ static void test_pow_sweep(void **state)
 static void run_ok(const char *op, const kiln_attr *attrs, int32_t n_attrs, ir_tensor *in,
                    int32_t n_in, ir_tensor *out)
 {
-    kiln_status st = tu_run_op(op, attrs, n_attrs, in, n_in, out, 1);
-    if (st) print_error("%s: %s\n", op, kiln_last_error());
-    assert_int_equal(st, KILN_OK);
+    tu_run_op_ok(op, attrs, n_attrs, in, n_in, out, 1);
 }
 
 /* ---- binary ops on i8, u8, f16 and bf16 (ONNX node tests test_add_uint8, test_max_int8,

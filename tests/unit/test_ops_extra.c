@@ -60,28 +60,10 @@ static void assert_shape(const ir_tensor *t, const kiln_dims *want)
                  kiln_dims_str(want, b, sizeof b));
 }
 
-static void run_ok(const char *op, const kiln_attr *attrs, int32_t na, const ir_tensor *in,
-                   int32_t n_in, ir_tensor *out, int32_t n_out)
-{
-    kiln_status st = tu_run_op(op, attrs, na, in, n_in, out, n_out);
-    if (st != KILN_OK) fail_msg("%s failed: %s", op, kiln_last_error());
-}
-
-static void check_error(const char *op, kiln_status st, kiln_status want, const char *msg)
-{
-    if (st != want || !strstr(kiln_last_error(), "node 'node'") ||
-        (msg && !strstr(kiln_last_error(), msg)))
-        fail_msg("%s: status %s, message \"%s\"; expected %s with \"%s\"", op, kiln_status_name(st),
-                 kiln_last_error(), kiln_status_name(want), msg ? msg : "");
-}
-
 static void expect_error(const char *op, const kiln_attr *attrs, int32_t na, const ir_tensor *in,
                          int32_t n_in, kiln_status want, const char *msg)
 {
-    ir_tensor out[1];
-    kiln_status st = tu_run_op(op, attrs, na, in, n_in, out, 1);
-    tu_tensor_free(&out[0]);
-    check_error(op, st, want, msg);
+    tu_expect_op_error(op, attrs, na, in, n_in, 1, want, msg);
 }
 
 /* Makes every kiln allocation fail during run_mixed's evaluation. */
@@ -220,7 +202,7 @@ static void check_einsum_brute(const char *eq, const ir_tensor *in, int32_t n_in
 {
     kiln_attr a = KILN_ATTR_S("equation", eq);
     ir_tensor out[1];
-    run_ok("Einsum", &a, 1, in, n_in, out, 1);
+    tu_run_op_ok("Einsum", &a, 1, in, n_in, out, 1);
     int64_t cnt = ir_tensor_count(&out[0]);
     double *ref = calloc((size_t)cnt + 1, sizeof(double));
     einsum_brute(eq, in, ref, cnt);
@@ -242,7 +224,7 @@ static void check_einsum_brute(const char *eq, const ir_tensor *in, int32_t n_in
 static void einsum_ok(const char *eq, const ir_tensor *in, int32_t n_in, ir_tensor *out)
 {
     kiln_attr a = KILN_ATTR_S("equation", eq);
-    run_ok("Einsum", &a, 1, in, n_in, out, 1);
+    tu_run_op_ok("Einsum", &a, 1, in, n_in, out, 1);
 }
 
 static void test_einsum_hand(void **state)
@@ -774,7 +756,7 @@ static void test_einsum_errors(void **state)
     /* the equation is required */
     ir_tensor out[1];
     kiln_status st = tu_run_op("Einsum", NULL, 0, in, 1, out, 1);
-    check_error("Einsum", st, KILN_ERR_INVALID_GRAPH, "'equation' is missing");
+    tu_check_op_error("Einsum", st, KILN_ERR_INVALID_GRAPH, "'equation' is missing");
     free_all(in, 2);
     /* an output of rank 9, implicit or explicit */
     ir_tensor ones[2] = {tu_tensor_f32(TU_DIMS(1, 1, 1, 1, 1), NULL),
@@ -788,7 +770,7 @@ static void test_einsum_errors(void **state)
     big[1].shape = *SHAPE((int64_t)1 << 30);
     kiln_attr a = KILN_ATTR_S("equation", "i,j->ij");
     st = run_mixed("Einsum", &a, 1, big, 2, 3u, true, out);
-    check_error("Einsum", st, KILN_ERR_SHAPE, "too many elements");
+    tu_check_op_error("Einsum", st, KILN_ERR_SHAPE, "too many elements");
     ir_tensor huge[4];
     for (int i = 0; i < 4; i++) {
         huge[i] = tu_tensor_f32(TU_DIMS(0), NULL);
@@ -796,7 +778,7 @@ static void test_einsum_errors(void **state)
     }
     a = KILN_ATTR_S("equation", "ab,cd,ef,gh->");
     st = run_mixed("Einsum", &a, 1, huge, 4, 15u, true, out);
-    check_error("Einsum", st, KILN_ERR_SHAPE, "more than 2^63");
+    tu_check_op_error("Einsum", st, KILN_ERR_SHAPE, "more than 2^63");
     free_all(big, 2);
     free_all(huge, 4);
 }
@@ -825,7 +807,7 @@ static void test_alloc_failure(void **state)
     kiln_status st = run_mixed("Einsum", &a, 1, in, 8, 0, false, out);
     g_fail_eval_alloc = false;
     tu_tensor_free(&out[0]);
-    check_error("Einsum", st, KILN_ERR_OUT_OF_MEMORY, "no memory for 320 strides");
+    tu_check_op_error("Einsum", st, KILN_ERR_OUT_OF_MEMORY, "no memory for 320 strides");
     st = run_mixed("Einsum", &a, 1, in, 8, 0, false, out);
     assert_int_equal(st, KILN_OK);
     assert_true(fabs(((float *)out[0].data)[0] - want) < 1e-5 * want);
@@ -837,7 +819,7 @@ static void test_alloc_failure(void **state)
     st = run_mixed("Det", NULL, 0, &x, 1, 0, false, out);
     g_fail_eval_alloc = false;
     tu_tensor_free(&out[0]);
-    check_error("Det", st, KILN_ERR_OUT_OF_MEMORY, "a 17 x 17 matrix");
+    tu_check_op_error("Det", st, KILN_ERR_OUT_OF_MEMORY, "a 17 x 17 matrix");
     tu_tensor_free(&x);
 }
 
@@ -859,7 +841,7 @@ static void test_unary_math(void **state)
     tu_rng r = {3};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         ir_tensor x = rand_f32(&r, SHAPE(7, 33), cases[c].lo, cases[c].hi), out[1];
-        run_ok(cases[c].op, NULL, 0, &x, 1, out, 1);
+        tu_run_op_ok(cases[c].op, NULL, 0, &x, 1, out, 1);
         assert_shape(&out[0], SHAPE(7, 33));
         float ref[7 * 33];
         for (int i = 0; i < 7 * 33; i++) ref[i] = (float)cases[c].ref(((float *)x.data)[i]);
@@ -869,19 +851,19 @@ static void test_unary_math(void **state)
     }
     /* outside the domain: NaN */
     ir_tensor x = tu_tensor_f32(TU_DIMS(2), (float[]){2, -2}), out[1];
-    run_ok("Acos", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("Acos", NULL, 0, &x, 1, out, 1);
     assert_true(isnan(((float *)out[0].data)[0]) && isnan(((float *)out[0].data)[1]));
     tu_tensor_free(&out[0]);
-    run_ok("Atanh", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("Atanh", NULL, 0, &x, 1, out, 1);
     assert_true(isnan(((float *)out[0].data)[0]));
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
     /* ONNX's examples */
     x = tu_tensor_f32(TU_DIMS(3), (float[]){-1, 0, 1});
-    run_ok("Asin", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("Asin", NULL, 0, &x, 1, out, 1);
     tu_assert_close(out[0].data, ((float[]){-1.5707963f, 0, 1.5707963f}), 3, 1e-7);
     tu_tensor_free(&out[0]);
-    run_ok("Cosh", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("Cosh", NULL, 0, &x, 1, out, 1);
     tu_assert_close(out[0].data, ((float[]){1.5430806f, 1, 1.5430806f}), 3, 1e-7);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
@@ -897,7 +879,7 @@ static void test_celu(void **state)
     for (int ai = 0; ai < 4; ai++) {
         ir_tensor x = rand_f32(&r, SHAPE(3, 40), -6, 6), out[1];
         kiln_attr a = KILN_ATTR_F("alpha", alphas[ai]);
-        run_ok("Celu", &a, ai == 0 ? 0 : 1, &x, 1, out, 1); /* alpha 1 is the default */
+        tu_run_op_ok("Celu", &a, ai == 0 ? 0 : 1, &x, 1, out, 1); /* alpha 1 is the default */
         float ref[120];
         for (int i = 0; i < 120; i++) {
             double v = ((float *)x.data)[i], al = alphas[ai];
@@ -929,7 +911,7 @@ static void test_celu_half(void **state)
     for (int h = 0; h < 2; h++) {
         ir_tensor x = tu_tensor(halves[h], TU_DIMS(5), NULL), out[1];
         for (int i = 0; i < 5; i++) ir_tensor_set(&x, i, xs[i]);
-        run_ok("Celu", NULL, 0, &x, 1, out, 1);
+        tu_run_op_ok("Celu", NULL, 0, &x, 1, out, 1);
         assert_int_equal(out[0].dtype, halves[h]);
         for (int i = 0; i < 5; i++)
             if (ir_tensor_get(&out[0], i) != want[h][i])
@@ -945,7 +927,7 @@ static void test_celu_half(void **state)
         float al = alphas[it / 2];
         ir_tensor x = rand_half(&r, dt, SHAPE(4, 250), -8, 8), out[1];
         kiln_attr a = KILN_ATTR_F("alpha", al);
-        run_ok("Celu", &a, 1, &x, 1, out, 1);
+        tu_run_op_ok("Celu", &a, 1, &x, 1, out, 1);
         for (int64_t i = 0; i < 1000; i++) {
             double v = ir_tensor_get(&x, i), got = ir_tensor_get(&out[0], i);
             double ref = v >= 0 ? v : (double)al * expm1(v / (double)al);
@@ -966,14 +948,14 @@ static void test_shrink(void **state)
     float xv[] = {-2, -1, 0, 1, 2};
     ir_tensor x = tu_tensor_f32(TU_DIMS(5), xv), out[1];
     kiln_attr hard[] = {KILN_ATTR_F("lambd", 1.5f)};
-    run_ok("Shrink", hard, 1, &x, 1, out, 1);
+    tu_run_op_ok("Shrink", hard, 1, &x, 1, out, 1);
     tu_assert_close(out[0].data, ((float[]){-2, 0, 0, 0, 2}), 5, 0);
     tu_tensor_free(&out[0]);
     kiln_attr soft[] = {KILN_ATTR_F("lambd", 1.5f), KILN_ATTR_F("bias", 1.5f)};
-    run_ok("Shrink", soft, 2, &x, 1, out, 1);
+    tu_run_op_ok("Shrink", soft, 2, &x, 1, out, 1);
     tu_assert_close(out[0].data, ((float[]){-0.5f, 0, 0, 0, 0.5f}), 5, 0);
     tu_tensor_free(&out[0]);
-    run_ok("Shrink", NULL, 0, &x, 1, out, 1); /* lambd 0.5, bias 0 */
+    tu_run_op_ok("Shrink", NULL, 0, &x, 1, out, 1); /* lambd 0.5, bias 0 */
     tu_assert_close(out[0].data, xv, 5, 0);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
@@ -984,7 +966,7 @@ static void test_shrink(void **state)
         bool u8 = types[t] == KILN_DTYPE_U8;
         ir_tensor xi = rand_int(&r, types[t], SHAPE(50), u8 ? 0 : -20, 20);
         kiln_attr at[] = {KILN_ATTR_F("lambd", 3.0f), KILN_ATTR_F("bias", 2.0f)};
-        run_ok("Shrink", at, 2, &xi, 1, out, 1);
+        tu_run_op_ok("Shrink", at, 2, &xi, 1, out, 1);
         assert_int_equal(out[0].dtype, types[t]);
         for (int64_t i = 0; i < 50; i++) {
             double v = ir_tensor_get(&xi, i), want = v < -3 ? v + 2 : (v > 3 ? v - 2 : 0);
@@ -1031,7 +1013,7 @@ static void bitshift_case(kiln_dtype dt, const char *dir, const int64_t *x, cons
         raw_set(&in[1], i, y[i]);
     }
     kiln_attr a = KILN_ATTR_S("direction", dir);
-    run_ok("BitShift", &a, 1, in, 2, out, 1);
+    tu_run_op_ok("BitShift", &a, 1, in, 2, out, 1);
     assert_int_equal(out[0].dtype, dt);
     for (int64_t i = 0; i < n; i++)
         if (raw_get(&out[0], i) != z[i])
@@ -1135,7 +1117,7 @@ static void test_bitshift(void **state)
             raw_set(&in[1], i, sh);
         }
         bool l = it % 2 == 0;
-        run_ok("BitShift", l ? &left : &right, 1, in, 2, out, 1);
+        tu_run_op_ok("BitShift", l ? &left : &right, 1, in, 2, out, 1);
         kiln_dims os;
         assert_true(ir_broadcast(&xs, &ys, &os));
         assert_shape(&out[0], &os);
@@ -1232,7 +1214,7 @@ static void test_mvn(void **state)
         kiln_attr a;
         if (it < 10) {
             reduce[0] = reduce[2] = reduce[3] = true; /* the default */
-            run_ok("MeanVarianceNormalization", NULL, 0, &x, 1, out, 1);
+            tu_run_op_ok("MeanVarianceNormalization", NULL, 0, &x, 1, out, 1);
         } else {
             for (int32_t i = 0; i < rank; i++)
                 if (tu_int(&r, 0, 1)) {
@@ -1242,7 +1224,7 @@ static void test_mvn(void **state)
             if (na == 0)
                 for (int32_t i = 0; i < rank; i++) reduce[i] = true; /* [] means all */
             a = KILN_ATTR_IS("axes", axes, na);
-            run_ok("MeanVarianceNormalization", &a, 1, &x, 1, out, 1);
+            tu_run_op_ok("MeanVarianceNormalization", &a, 1, &x, 1, out, 1);
         }
         int64_t cnt = ir_tensor_count(&x);
         float *ref = alloc_f(cnt);
@@ -1254,7 +1236,7 @@ static void test_mvn(void **state)
     }
     /* a constant group is all zeros, not NaN */
     ir_tensor x = tu_tensor_f32(TU_DIMS(1, 2, 1, 2), (float[]){3, 3, 1, 5}), out[1];
-    run_ok("MeanVarianceNormalization", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("MeanVarianceNormalization", NULL, 0, &x, 1, out, 1);
     tu_assert_close(out[0].data, ((float[]){0, 0, -1, 1}), 4, 1e-6);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
@@ -1277,37 +1259,37 @@ static void test_lppool_hand(void **state)
 {
     ir_tensor x = tu_tensor_f32(TU_DIMS(1, 1, 4), (float[]){1, -2, 3, 4}), out[1];
     kiln_attr k2 = KILN_ATTR_IS("kernel_shape", ((int64_t[]){2}), 1);
-    run_ok("LpPool", &k2, 1, &x, 1, out, 1); /* p = 2 */
+    tu_run_op_ok("LpPool", &k2, 1, &x, 1, out, 1); /* p = 2 */
     assert_shape(&out[0], SHAPE(1, 1, 3));
     tu_assert_close(out[0].data, ((float[]){sqrtf(5), sqrtf(13), 5}), 3, 1e-7);
     tu_tensor_free(&out[0]);
     kiln_attr p1[] = {k2, KILN_ATTR_I("p", 1), KILN_ATTR_IS("strides", ((int64_t[]){2}), 1)};
-    run_ok("LpPool", p1, 3, &x, 1, out, 1);
+    tu_run_op_ok("LpPool", p1, 3, &x, 1, out, 1);
     tu_assert_close(out[0].data, ((float[]){3, 7}), 2, 1e-7);
     tu_tensor_free(&out[0]);
     /* pads add zeros, p = 3 */
     kiln_attr p3[] = {k2, KILN_ATTR_I("p", 3), KILN_ATTR_IS("pads", ((int64_t[]){1, 1}), 2),
                       KILN_ATTR_IS("strides", ((int64_t[]){2}), 1)};
-    run_ok("LpPool", p3, 4, &x, 1, out, 1);
+    tu_run_op_ok("LpPool", p3, 4, &x, 1, out, 1);
     assert_shape(&out[0], SHAPE(1, 1, 3));
     tu_assert_close(out[0].data, ((float[]){1, cbrtf(8 + 27), 4}), 3, 1e-6);
     tu_tensor_free(&out[0]);
     /* ceil_mode adds a last window that hangs past the end */
     kiln_attr ce[] = {KILN_ATTR_IS("kernel_shape", ((int64_t[]){3}), 1), KILN_ATTR_I("p", 1),
                       KILN_ATTR_IS("strides", ((int64_t[]){2}), 1), KILN_ATTR_I("ceil_mode", 1)};
-    run_ok("LpPool", ce, 4, &x, 1, out, 1);
+    tu_run_op_ok("LpPool", ce, 4, &x, 1, out, 1);
     assert_shape(&out[0], SHAPE(1, 1, 2));
     tu_assert_close(out[0].data, ((float[]){6, 7}), 2, 1e-7);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
     /* GlobalLpPool: ONNX's default p = 2 */
     x = tu_tensor_f32(TU_DIMS(1, 2, 2), (float[]){3, 4, 1, -1});
-    run_ok("GlobalLpPool", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("GlobalLpPool", NULL, 0, &x, 1, out, 1);
     assert_shape(&out[0], SHAPE(1, 2, 1));
     tu_assert_close(out[0].data, ((float[]){5, sqrtf(2)}), 2, 1e-7);
     tu_tensor_free(&out[0]);
     kiln_attr gp = KILN_ATTR_I("p", 1);
-    run_ok("GlobalLpPool", &gp, 1, &x, 1, out, 1);
+    tu_run_op_ok("GlobalLpPool", &gp, 1, &x, 1, out, 1);
     tu_assert_close(out[0].data, ((float[]){7, 2}), 2, 1e-7);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
@@ -1344,7 +1326,7 @@ static void test_lppool_random(void **state)
                           KILN_ATTR_IS("pads", ((int64_t[]){pb[0], pb[1], pe[0], pe[1]}), 4),
                           KILN_ATTR_I("p", p),
                           KILN_ATTR_I("ceil_mode", ceil_mode)};
-        run_ok("LpPool", at, 6, &x, 1, out, 1);
+        tu_run_op_ok("LpPool", at, 6, &x, 1, out, 1);
         assert_shape(&out[0], SHAPE(N, C, os[0], os[1]));
         int64_t cnt = N * C * os[0] * os[1];
         float *ref = alloc_f(cnt);
@@ -1373,14 +1355,14 @@ static void test_lppool_random(void **state)
     kiln_attr same[] = {KILN_ATTR_IS("kernel_shape", ((int64_t[]){3, 3}), 2),
                         KILN_ATTR_IS("strides", ((int64_t[]){2, 2}), 2),
                         KILN_ATTR_S("auto_pad", "SAME_UPPER")};
-    run_ok("LpPool", same, 3, &x, 1, out, 1);
+    tu_run_op_ok("LpPool", same, 3, &x, 1, out, 1);
     assert_shape(&out[0], SHAPE(1, 1, 3, 4));
     tu_tensor_free(&out[0]);
     /* GlobalLpPool over 3 spatial dims against a plain sum */
     tu_tensor_free(&x);
     x = rand_f32(&r2, SHAPE(2, 3, 2, 3, 4), -2, 2);
     kiln_attr p3 = KILN_ATTR_I("p", 3);
-    run_ok("GlobalLpPool", &p3, 1, &x, 1, out, 1);
+    tu_run_op_ok("GlobalLpPool", &p3, 1, &x, 1, out, 1);
     assert_shape(&out[0], SHAPE(2, 3, 1, 1, 1));
     float ref[6];
     for (int pl = 0; pl < 6; pl++) {
@@ -1407,7 +1389,7 @@ static void test_lppool_errors(void **state)
     expect_error("LpPool", at, 1, &x, 1, KILN_ERR_INVALID_GRAPH, "kernel_shape has 2 values");
     ir_tensor out[1];
     kiln_status st = tu_run_op("LpPool", NULL, 0, &x, 1, out, 1);
-    check_error("LpPool", st, KILN_ERR_INVALID_GRAPH, "'kernel_shape' is missing");
+    tu_check_op_error("LpPool", st, KILN_ERR_INVALID_GRAPH, "'kernel_shape' is missing");
     tu_tensor_free(&x);
     x = tu_tensor_f32(TU_DIMS(2, 4), NULL);
     expect_error("GlobalLpPool", NULL, 0, &x, 1, KILN_ERR_SHAPE, "rank 3 or more");
@@ -1428,7 +1410,7 @@ static void test_reverse_sequence_hand(void **state)
                        tu_tensor_i64(TU_DIMS(4), (int64_t[]){4, 3, 2, 1})},
               out[1];
     kiln_attr ta[] = {KILN_ATTR_I("time_axis", 0), KILN_ATTR_I("batch_axis", 1)};
-    run_ok("ReverseSequence", ta, 2, in, 2, out, 1);
+    tu_run_op_ok("ReverseSequence", ta, 2, in, 2, out, 1);
     tu_assert_close(out[0].data, ((float[]){12, 9, 6, 3, 8, 5, 2, 7, 4, 1, 10, 11, 0, 13, 14, 15}),
                     16, 0);
     tu_tensor_free(&out[0]);
@@ -1436,7 +1418,7 @@ static void test_reverse_sequence_hand(void **state)
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_i64(TU_DIMS(4), (int64_t[]){1, 2, 3, 4});
     kiln_attr ba[] = {KILN_ATTR_I("time_axis", 1), KILN_ATTR_I("batch_axis", 0)};
-    run_ok("ReverseSequence", ba, 2, in, 2, out, 1);
+    tu_run_op_ok("ReverseSequence", ba, 2, in, 2, out, 1);
     tu_assert_close(out[0].data, ((float[]){0, 1, 2, 3, 5, 4, 6, 7, 10, 9, 8, 11, 15, 14, 13, 12}),
                     16, 0);
     tu_tensor_free(&out[0]);
@@ -1492,7 +1474,7 @@ static void test_reverse_sequence_errors(void **state)
     /* the same lengths unknown at build time fail when running */
     kiln_status st = run_mixed("ReverseSequence", NULL, 0, in, 2, 2u, false, out);
     tu_tensor_free(&out[0]);
-    check_error("ReverseSequence", st, KILN_ERR_INVALID_ARGUMENT, "sequence_lens[1] is 4");
+    tu_check_op_error("ReverseSequence", st, KILN_ERR_INVALID_ARGUMENT, "sequence_lens[1] is 4");
     kiln_attr same[] = {KILN_ATTR_I("time_axis", 1), KILN_ATTR_I("batch_axis", 1)};
     expect_error("ReverseSequence", same, 2, in, 2, KILN_ERR_INVALID_GRAPH,
                  "batch_axis 1 and time_axis 1");
@@ -1539,25 +1521,25 @@ static void test_det(void **state)
 {
     /* ONNX's det_2d and det_nd examples */
     ir_tensor x = tu_tensor_f32(TU_DIMS(2, 2), (float[]){1, 2, 3, 4}), out[1];
-    run_ok("Det", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("Det", NULL, 0, &x, 1, out, 1);
     assert_int_equal(out[0].shape.rank, 0);
     assert_true(fabsf(((float *)out[0].data)[0] + 2) < 1e-6f);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
     x = tu_tensor_f32(TU_DIMS(3, 2, 2), (float[]){1, 2, 3, 4, 1, 2, 2, 1, 1, 3, 3, 1});
-    run_ok("Det", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("Det", NULL, 0, &x, 1, out, 1);
     assert_shape(&out[0], SHAPE(3));
     tu_assert_close(out[0].data, ((float[]){-2, -3, -8}), 3, 1e-6);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
     /* singular, and 0 x 0 (determinant 1) */
     x = tu_tensor_f32(TU_DIMS(3, 3), (float[]){1, 2, 3, 2, 4, 6, 0, 1, 1});
-    run_ok("Det", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("Det", NULL, 0, &x, 1, out, 1);
     assert_true(fabsf(((float *)out[0].data)[0]) < 1e-6f);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
     x = tu_tensor_f32(TU_DIMS(2, 0, 0), NULL);
-    run_ok("Det", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("Det", NULL, 0, &x, 1, out, 1);
     assert_true(((float *)out[0].data)[0] == 1 && ((float *)out[0].data)[1] == 1);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&x);
@@ -1567,7 +1549,7 @@ static void test_det(void **state)
         int m = (int)tu_int(&r, 1, 6);
         int64_t b = tu_int(&r, 1, 3);
         ir_tensor xr = rand_f32(&r, SHAPE(b, m, m), -2, 2);
-        run_ok("Det", NULL, 0, &xr, 1, out, 1);
+        tu_run_op_ok("Det", NULL, 0, &xr, 1, out, 1);
         for (int64_t k = 0; k < b; k++) {
             double a[36];
             for (int i = 0; i < m * m; i++) a[i] = ((float *)xr.data)[k * m * m + i];
@@ -1601,7 +1583,7 @@ static void test_det(void **state)
     /* a cyclic shift by 5 of 24 rows is 5 * 23 transpositions: odd */
     want = -want;
     x = tu_tensor_f32(TU_DIMS(n, n), a);
-    run_ok("Det", NULL, 0, &x, 1, out, 1);
+    tu_run_op_ok("Det", NULL, 0, &x, 1, out, 1);
     double got = ((float *)out[0].data)[0];
     if (fabs(got - want) > 1e-3 * fabs(want)) fail_msg("24x24: det %g, expected %g", got, want);
     tu_tensor_free(&out[0]);
@@ -1656,22 +1638,22 @@ static void test_grid_sample(void **state)
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(1, 1, 2, 2), (float[]){1, 2, 3, 4}),
                        tu_tensor_f32(TU_DIMS(1, 1, 3, 2), (float[]){0, 0, -1, -1, 1, -1})},
               out[1];
-    run_ok("GridSample", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("GridSample", NULL, 0, in, 2, out, 1);
     assert_shape(&out[0], SHAPE(1, 1, 1, 3));
     /* centre: the mean; a corner of the image: a quarter of a pixel; (1, -1) the
      * top-right corner: a quarter of 2 */
     tu_assert_close(out[0].data, ((float[]){2.5f, 0.25f, 0.5f}), 3, 1e-7);
     tu_tensor_free(&out[0]);
     kiln_attr border = KILN_ATTR_S("padding_mode", "border");
-    run_ok("GridSample", &border, 1, in, 2, out, 1);
+    tu_run_op_ok("GridSample", &border, 1, in, 2, out, 1);
     tu_assert_close(out[0].data, ((float[]){2.5f, 1, 2}), 3, 1e-7);
     tu_tensor_free(&out[0]);
     kiln_attr refl = KILN_ATTR_S("padding_mode", "reflection");
-    run_ok("GridSample", &refl, 1, in, 2, out, 1);
+    tu_run_op_ok("GridSample", &refl, 1, in, 2, out, 1);
     tu_assert_close(out[0].data, ((float[]){2.5f, 1, 2}), 3, 1e-7);
     tu_tensor_free(&out[0]);
     kiln_attr al[] = {KILN_ATTR_I("align_corners", 1), KILN_ATTR_S("mode", "nearest")};
-    run_ok("GridSample", al, 2, in, 2, out, 1);
+    tu_run_op_ok("GridSample", al, 2, in, 2, out, 1);
     /* aligned corners hit pixel centres; the centre (0.5, 0.5) rounds to even: 0 */
     tu_assert_close(out[0].data, ((float[]){1, 1, 2}), 3, 0);
     tu_tensor_free(&out[0]);
@@ -1697,7 +1679,7 @@ static void test_grid_sample(void **state)
         static const char *modes[] = {"linear", "nearest", "cubic"};
         for (int mi = 0; mi < 3; mi++) {
             kiln_attr a[] = {KILN_ATTR_I("align_corners", align), KILN_ATTR_S("mode", modes[mi])};
-            run_ok("GridSample", a, 2, gin, 2, out, 1);
+            tu_run_op_ok("GridSample", a, 2, gin, 2, out, 1);
             tu_assert_close(out[0].data, x.data, 2 * 3 * H * W, 1e-6);
             tu_tensor_free(&out[0]);
         }
@@ -1718,7 +1700,7 @@ static void test_grid_sample(void **state)
         kiln_attr at[] = {KILN_ATTR_S("padding_mode", pads[pad]),
                           KILN_ATTR_I("align_corners", align),
                           KILN_ATTR_S("mode", nearest ? "nearest" : "bilinear")};
-        run_ok("GridSample", at, 3, gin, 2, out, 1);
+        tu_run_op_ok("GridSample", at, 3, gin, 2, out, 1);
         assert_shape(&out[0], SHAPE(N, C, Ho, Wo));
         int64_t cnt = N * C * Ho * Wo;
         float *ref = alloc_f(cnt);
@@ -1843,7 +1825,7 @@ static void grid_sample_case(const char *mode, int64_t align, const ir_tensor *i
 {
     ir_tensor out[1];
     kiln_attr a[] = {KILN_ATTR_S("mode", mode), KILN_ATTR_I("align_corners", align)};
-    run_ok("GridSample", a, 2, in, 2, out, 1);
+    tu_run_op_ok("GridSample", a, 2, in, 2, out, 1);
     assert_shape(&out[0], want_shape);
     tu_assert_close(out[0].data, want, ir_tensor_count(&out[0]), tol);
     tu_tensor_free(&out[0]);
@@ -1895,7 +1877,7 @@ static void test_grid_sample_cubic(void **state)
     in[1] = rand_f32(&r, SHAPE(1, 2, 3, 5, 3), -3, 3);
     ((float *)in[1].data)[7] = NAN;
     kiln_attr cb[] = {KILN_ATTR_S("mode", "cubic"), KILN_ATTR_S("padding_mode", "border")};
-    run_ok("GridSample", cb, 2, in, 2, out, 1);
+    tu_run_op_ok("GridSample", cb, 2, in, 2, out, 1);
     assert_shape(&out[0], SHAPE(1, 2, 2, 3, 5));
     const float *ov = out[0].data;
     for (int c = 0; c < 2; c++)
@@ -1920,7 +1902,7 @@ static void test_grid_sample_cubic(void **state)
                             rand_f32(&r, SHAPE(N, Ho, Wo, 2), -gr, gr)};
         kiln_attr at[] = {KILN_ATTR_S("padding_mode", pads[pad]),
                           KILN_ATTR_I("align_corners", align), KILN_ATTR_S("mode", "cubic")};
-        run_ok("GridSample", at, 3, gin, 2, out, 1);
+        tu_run_op_ok("GridSample", at, 3, gin, 2, out, 1);
         assert_shape(&out[0], SHAPE(N, C, Ho, Wo));
         int64_t cnt = N * C * Ho * Wo;
         float *ref = alloc_f(cnt);
@@ -1985,7 +1967,7 @@ static void test_grid_sample_volumetric(void **state)
         kiln_attr at[] = {KILN_ATTR_S("padding_mode", pads[pad]),
                           KILN_ATTR_I("align_corners", align),
                           KILN_ATTR_S("mode", nearest ? "nearest" : "linear")};
-        run_ok("GridSample", at, 3, gin, 2, out, 1);
+        tu_run_op_ok("GridSample", at, 3, gin, 2, out, 1);
         assert_shape(&out[0], SHAPE(N, C, Do, Ho, Wo));
         const int64_t pts = Do * Ho * Wo, cnt = N * C * pts, size[3] = {D, H, W};
         float *ref = alloc_f(cnt);

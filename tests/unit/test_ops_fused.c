@@ -35,9 +35,7 @@ static const act_case k_acts[] = {
 static void run_ok(const char *op, const kiln_attr *a, int32_t na, const ir_tensor *in, int32_t nin,
                    ir_tensor *out)
 {
-    kiln_status st = tu_run_op(op, a, na, in, nin, out, 1);
-    if (st) print_error("%s failed: %s\n", op, kiln_last_error());
-    assert_int_equal(st, KILN_OK);
+    tu_run_op_ok(op, a, na, in, nin, out, 1);
 }
 
 /* Replaces *y by op(*y, extra...) run as a separate layer. */

@@ -58,25 +58,6 @@ static void assert_shape(const ir_tensor *t, const kiln_dims *want)
                  kiln_dims_str(want, b, sizeof b));
 }
 
-static void run_ok(const char *op, const kiln_attr *attrs, int32_t na, const ir_tensor *in,
-                   int32_t n_in, ir_tensor *out, int32_t n_out)
-{
-    kiln_status st = tu_run_op(op, attrs, na, in, n_in, out, n_out);
-    if (st != KILN_OK) fail_msg("%s failed: %s", op, kiln_last_error());
-}
-
-static void expect_error(const char *op, const kiln_attr *attrs, int32_t na, const ir_tensor *in,
-                         int32_t n_in, int32_t n_out, kiln_status want, const char *msg)
-{
-    ir_tensor out[3];
-    kiln_status st = tu_run_op(op, attrs, na, in, n_in, out, n_out);
-    for (int32_t i = 0; i < n_out; i++) tu_tensor_free(&out[i]);
-    if (st != want || !strstr(kiln_last_error(), "node 'node'") ||
-        (msg && !strstr(kiln_last_error(), msg)))
-        fail_msg("%s: status %s, message \"%s\"; expected %s with \"%s\"", op, kiln_status_name(st),
-                 kiln_last_error(), kiln_status_name(want), msg);
-}
-
 /* Runs only shape inference with input `rt` a network input (its value unknown). */
 static kiln_status infer_runtime_input(const char *op, const kiln_attr *attrs, int32_t na,
                                        const ir_tensor *in, int32_t n_in, int32_t rt, int32_t n_out)
@@ -148,7 +129,7 @@ static void naive_matmul(const ir_tensor *a, const ir_tensor *b, float *y)
 static void check_matmul(tu_rng *r, const kiln_dims *as, const kiln_dims *bs, const kiln_dims *want)
 {
     ir_tensor in[2] = {rand_f32(r, as, -1, 1), rand_f32(r, bs, -1, 1)}, out[1];
-    run_ok("MatMul", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("MatMul", NULL, 0, in, 2, out, 1);
     assert_shape(&out[0], want);
     int64_t cnt = ir_tensor_count(&out[0]);
     float *ref = alloc_f(cnt);
@@ -164,7 +145,7 @@ static void test_matmul_hand(void **state)
 {
     float a[] = {1, 2, 3, 4, 5, 6}, b[] = {7, 8, 9, 10, 11, 12};
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(2, 3), a), tu_tensor_f32(TU_DIMS(3, 2), b)}, out[1];
-    run_ok("MatMul", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("MatMul", NULL, 0, in, 2, out, 1);
     float want[] = {58, 64, 139, 154};
     assert_shape(&out[0], SHAPE(2, 2));
     tu_assert_close(out[0].data, want, 4, 1e-6);
@@ -173,7 +154,7 @@ static void test_matmul_hand(void **state)
     tu_tensor_free(&in[1]);
     in[0].shape = dims(TU_DIMS(3));
     in[1] = tu_tensor_f32(TU_DIMS(3), (float[]){1, -1, 2});
-    run_ok("MatMul", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("MatMul", NULL, 0, in, 2, out, 1);
     assert_int_equal(out[0].shape.rank, 0);
     assert_true(((float *)out[0].data)[0] == 1 - 2 + 6);
     for (int i = 0; i < 2; i++) tu_tensor_free(&in[i]);
@@ -237,7 +218,7 @@ static void test_matmul_int(void **state)
         for (int j = 0; j < 2; j++)
             for (int64_t e = 0; e < ir_tensor_count(&in[j]); e++)
                 ir_tensor_set(&in[j], e, (double)tu_int(&r, -50, 50));
-        run_ok("MatMul", NULL, 0, in, 2, out, 1);
+        tu_run_op_ok("MatMul", NULL, 0, in, 2, out, 1);
         assert_int_equal(out[0].dtype, dt);
         for (int64_t b = 0; b < bt; b++)
             for (int64_t i = 0; i < m; i++)
@@ -269,7 +250,7 @@ static void test_matmul_half(void **state)
         for (int j = 0; j < 2; j++)
             for (int64_t e = 0; e < ir_tensor_count(&in[j]); e++)
                 ((uint16_t *)in[j].data)[e] = to((float)tu_int(&r, -8, 8));
-        run_ok("MatMul", NULL, 0, in, 2, out, 1);
+        tu_run_op_ok("MatMul", NULL, 0, in, 2, out, 1);
         assert_int_equal(out[0].dtype, dt);
         assert_shape(&out[0], SHAPE(2, 3, 5));
         const uint16_t *a = in[0].data, *b = in[1].data, *c = out[0].data;
@@ -290,24 +271,26 @@ static void test_matmul_errors(void **state)
 {
     ir_tensor a = tu_tensor_f32(TU_DIMS(2, 3), NULL), b = tu_tensor_f32(TU_DIMS(4, 5), NULL);
     ir_tensor in[2] = {a, b};
-    expect_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_SHAPE,
-                 "inner dimensions differ: A is 2x3, B is 4x5");
+    tu_expect_op_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_SHAPE,
+                       "inner dimensions differ: A is 2x3, B is 4x5");
     tu_tensor_free(&in[0]);
     tu_tensor_free(&in[1]);
     in[0] = tu_tensor_f32(TU_DIMS(2, 2, 3), NULL);
     in[1] = tu_tensor_f32(TU_DIMS(3, 3, 4), NULL);
-    expect_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "batch dimensions do not broadcast");
+    tu_expect_op_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_SHAPE,
+                       "batch dimensions do not broadcast");
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_f32(0, (int64_t[]){0}, NULL);
-    expect_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "rank >= 1");
+    tu_expect_op_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "rank >= 1");
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_i64(TU_DIMS(3, 4), NULL);
-    expect_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_INVALID_GRAPH, "A is f32 but B is i64");
+    tu_expect_op_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_INVALID_GRAPH,
+                       "A is f32 but B is i64");
     tu_tensor_free(&in[0]);
     tu_tensor_free(&in[1]);
     in[0] = tu_tensor(KILN_DTYPE_U8, TU_DIMS(2, 2), NULL);
     in[1] = tu_tensor(KILN_DTYPE_U8, TU_DIMS(2, 2), NULL);
-    expect_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_UNSUPPORTED, "dtype u8");
+    tu_expect_op_error("MatMul", NULL, 0, in, 2, 1, KILN_ERR_UNSUPPORTED, "dtype u8");
     tu_tensor_free(&in[0]);
     tu_tensor_free(&in[1]);
 }
@@ -343,7 +326,7 @@ static void test_gemm_hand(void **state)
               out[1];
     kiln_attr at[] = {KILN_ATTR_I("transA", 1), KILN_ATTR_F("alpha", 2.0f),
                       KILN_ATTR_F("beta", -1.0f)};
-    run_ok("Gemm", at, 3, in, 3, out, 1);
+    tu_run_op_ok("Gemm", at, 3, in, 3, out, 1);
     float want[] = {2 * 58 - 1, 2 * 64 - 2, 2 * 139 - 1, 2 * 154 - 2};
     assert_shape(&out[0], SHAPE(2, 2));
     tu_assert_close(out[0].data, want, 4, 1e-6);
@@ -371,7 +354,7 @@ static void test_gemm_random(void **state)
             float alpha = tu_uniform(&r, -2, 2), beta = it % 7 == 0 ? 0.0f : tu_uniform(&r, -2, 2);
             kiln_attr at[] = {KILN_ATTR_I("transA", ta), KILN_ATTR_I("transB", tb),
                               KILN_ATTR_F("alpha", alpha), KILN_ATTR_F("beta", beta)};
-            run_ok("Gemm", at, 4, in, cs < 0 ? 2 : 3, out, 1);
+            tu_run_op_ok("Gemm", at, 4, in, cs < 0 ? 2 : 3, out, 1);
             assert_shape(&out[0], SHAPE(m, n));
             float *ref = alloc_f(m * n);
             naive_gemm(&in[0], &in[1], &in[2], ta, tb, alpha, beta, ref);
@@ -387,25 +370,25 @@ static void test_gemm_errors(void **state)
 {
     ir_tensor in[3] = {tu_tensor_f32(TU_DIMS(2, 3), NULL), tu_tensor_f32(TU_DIMS(4, 5), NULL),
                        tu_absent()};
-    expect_error("Gemm", NULL, 0, in, 2, 1, KILN_ERR_SHAPE,
-                 "inner dimensions differ: A is 2x3 (transA=0), B is 4x5 (transB=0)");
+    tu_expect_op_error("Gemm", NULL, 0, in, 2, 1, KILN_ERR_SHAPE,
+                       "inner dimensions differ: A is 2x3 (transA=0), B is 4x5 (transB=0)");
     kiln_attr tb = KILN_ATTR_I("transB", 1);
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_f32(TU_DIMS(5, 3), NULL);
     in[2] = tu_tensor_f32(TU_DIMS(3, 5), NULL);
-    expect_error("Gemm", &tb, 1, in, 3, 1, KILN_ERR_SHAPE,
-                 "C of shape 3x5 does not broadcast to 2x5");
+    tu_expect_op_error("Gemm", &tb, 1, in, 3, 1, KILN_ERR_SHAPE,
+                       "C of shape 3x5 does not broadcast to 2x5");
     tu_tensor_free(&in[2]);
     in[2] = tu_tensor_f32(TU_DIMS(1, 2, 5), NULL);
-    expect_error("Gemm", &tb, 1, in, 3, 1, KILN_ERR_SHAPE, "does not broadcast");
+    tu_expect_op_error("Gemm", &tb, 1, in, 3, 1, KILN_ERR_SHAPE, "does not broadcast");
     tu_tensor_free(&in[0]);
     in[0] = tu_tensor_f32(TU_DIMS(1, 2, 3), NULL);
-    expect_error("Gemm", &tb, 1, in, 2, 1, KILN_ERR_SHAPE, "must be 2-D");
+    tu_expect_op_error("Gemm", &tb, 1, in, 2, 1, KILN_ERR_SHAPE, "must be 2-D");
     tu_tensor_free(&in[2]);
     in[2] = tu_tensor_i64(TU_DIMS(5), NULL);
     tu_tensor_free(&in[0]);
     in[0] = tu_tensor_f32(TU_DIMS(2, 3), NULL);
-    expect_error("Gemm", &tb, 1, in, 3, 1, KILN_ERR_UNSUPPORTED, "input 'C' has dtype i64");
+    tu_expect_op_error("Gemm", &tb, 1, in, 3, 1, KILN_ERR_UNSUPPORTED, "input 'C' has dtype i64");
     for (int i = 0; i < 3; i++) tu_tensor_free(&in[i]);
 }
 
@@ -442,11 +425,11 @@ static void naive_softmax(const char *op, const ir_tensor *x, int32_t axis, floa
 static void test_softmax_hand(void **state)
 {
     ir_tensor in[1] = {tu_tensor_f32(TU_DIMS(2, 3), (float[]){1, 2, 3, 1000, 1001, 1002})}, out[1];
-    run_ok("Softmax", NULL, 0, in, 1, out, 1);
+    tu_run_op_ok("Softmax", NULL, 0, in, 1, out, 1);
     float want[] = {0.09003057f, 0.24472847f, 0.66524096f, 0.09003057f, 0.24472847f, 0.66524096f};
     tu_assert_close(out[0].data, want, 6, 1e-6);
     tu_tensor_free(&out[0]);
-    run_ok("LogSoftmax", NULL, 0, in, 1, out, 1);
+    tu_run_op_ok("LogSoftmax", NULL, 0, in, 1, out, 1);
     float lw[] = {-2.40760596f, -1.40760596f, -0.40760596f,
                   -2.40760596f, -1.40760596f, -0.40760596f};
     tu_assert_close(out[0].data, lw, 6, 1e-6);
@@ -455,7 +438,7 @@ static void test_softmax_hand(void **state)
     kiln_attr ax0 = KILN_ATTR_I("axis", 0);
     tu_tensor_free(&in[0]);
     in[0] = tu_tensor_f32(TU_DIMS(2, 3), (float[]){5, 2, 7, 5, 3, 1});
-    run_ok("Hardmax", &ax0, 1, in, 1, out, 1);
+    tu_run_op_ok("Hardmax", &ax0, 1, in, 1, out, 1);
     float hw[] = {1, 0, 1, 0, 1, 0};
     assert_memory_equal(out[0].data, hw, sizeof hw);
     tu_tensor_free(&out[0]);
@@ -474,7 +457,7 @@ static void test_softmax_random(void **state)
             const char *op = ops[tu_int(&r, 0, 2)];
             ir_tensor in[1] = {rand_f32(&r, &d, -5, 5)}, out[1];
             kiln_attr at = KILN_ATTR_I("axis", axis);
-            run_ok(op, &at, 1, in, 1, out, 1);
+            tu_run_op_ok(op, &at, 1, in, 1, out, 1);
             assert_shape(&out[0], &d);
             int64_t cnt = ir_tensor_count(&in[0]);
             float *ref = alloc_f(cnt);
@@ -491,16 +474,17 @@ static void test_softmax_errors(void **state)
 {
     ir_tensor in[1] = {tu_tensor_f32(TU_DIMS(2, 3), NULL)};
     kiln_attr at = KILN_ATTR_I("axis", 2);
-    expect_error("Softmax", &at, 1, in, 1, 1, KILN_ERR_SHAPE,
-                 "axis 2 is out of range for a rank-2");
+    tu_expect_op_error("Softmax", &at, 1, in, 1, 1, KILN_ERR_SHAPE,
+                       "axis 2 is out of range for a rank-2");
     at.i = INT64_MIN;
-    expect_error("LogSoftmax", &at, 1, in, 1, 1, KILN_ERR_SHAPE, "out of range");
+    tu_expect_op_error("LogSoftmax", &at, 1, in, 1, 1, KILN_ERR_SHAPE, "out of range");
     tu_tensor_free(&in[0]);
     in[0] = tu_tensor_f32(0, (int64_t[]){0}, NULL);
-    expect_error("Hardmax", NULL, 0, in, 1, 1, KILN_ERR_SHAPE, "scalar");
+    tu_expect_op_error("Hardmax", NULL, 0, in, 1, 1, KILN_ERR_SHAPE, "scalar");
     tu_tensor_free(&in[0]);
     in[0] = tu_tensor_i64(TU_DIMS(3), NULL);
-    expect_error("Softmax", NULL, 0, in, 1, 1, KILN_ERR_UNSUPPORTED, "dtype i64, expected f32");
+    tu_expect_op_error("Softmax", NULL, 0, in, 1, 1, KILN_ERR_UNSUPPORTED,
+                       "dtype i64, expected f32");
     tu_tensor_free(&in[0]);
 }
 
@@ -551,7 +535,7 @@ static void test_layernorm(void **state)
                            tu_tensor_f32(TU_DIMS(4), (float[]){0, 1, 0, 1})},
                   out[3];
         kiln_attr eps = KILN_ATTR_F("epsilon", 0.0f);
-        run_ok("LayerNormalization", &eps, 1, in, 3, out, 3);
+        tu_run_op_ok("LayerNormalization", &eps, 1, in, 3, out, 3);
         double is = 1 / sqrt(1.25);
         float want[] = {(float)(-1.5 * is), (float)(-0.5 * is + 1), (float)(0.5 * is * 2),
                         (float)(1.5 * is * 2 + 1)};
@@ -586,7 +570,7 @@ static void test_layernorm(void **state)
                       out[3];
             float e = tu_uniform(&r, 1e-5f, 1e-2f);
             kiln_attr at[] = {KILN_ATTR_I("axis", axis), KILN_ATTR_F("epsilon", e)};
-            run_ok("LayerNormalization", at, 2, in, has_b ? 3 : 2, out, n_out);
+            tu_run_op_ok("LayerNormalization", at, 2, in, has_b ? 3 : 2, out, n_out);
             int64_t cnt = ir_tensor_count(&in[0]), outer = 1;
             for (int32_t i = 0; i < a; i++) outer *= d.d[i];
             float *ry = alloc_f(cnt), *rm = alloc_f(outer), *ri = alloc_f(outer);
@@ -616,20 +600,22 @@ static void test_layernorm_errors(void **state)
 {
     ir_tensor in[3] = {tu_tensor_f32(TU_DIMS(2, 4), NULL), tu_tensor_f32(TU_DIMS(5), NULL),
                        tu_absent()};
-    expect_error("LayerNormalization", NULL, 0, in, 2, 1, KILN_ERR_SHAPE,
-                 "Scale of shape 5 does not broadcast to X's 2x4");
+    tu_expect_op_error("LayerNormalization", NULL, 0, in, 2, 1, KILN_ERR_SHAPE,
+                       "Scale of shape 5 does not broadcast to X's 2x4");
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_f32(TU_DIMS(4), NULL);
     in[2] = tu_tensor_f32(TU_DIMS(3, 4), NULL);
-    expect_error("LayerNormalization", NULL, 0, in, 3, 1, KILN_ERR_SHAPE, "B of shape 3x4");
+    tu_expect_op_error("LayerNormalization", NULL, 0, in, 3, 1, KILN_ERR_SHAPE, "B of shape 3x4");
     kiln_attr st = KILN_ATTR_I("stash_type", 11);
-    expect_error("LayerNormalization", &st, 1, in, 2, 1, KILN_ERR_UNSUPPORTED, "stash_type 11");
+    tu_expect_op_error("LayerNormalization", &st, 1, in, 2, 1, KILN_ERR_UNSUPPORTED,
+                       "stash_type 11");
     kiln_attr ax = KILN_ATTR_I("axis", -3);
-    expect_error("LayerNormalization", &ax, 1, in, 2, 3, KILN_ERR_SHAPE, "axis -3 is out of range");
+    tu_expect_op_error("LayerNormalization", &ax, 1, in, 2, 3, KILN_ERR_SHAPE,
+                       "axis -3 is out of range");
     tu_tensor_free(&in[2]);
     in[2] = tu_tensor_i64(TU_DIMS(4), NULL);
-    expect_error("LayerNormalization", NULL, 0, in, 3, 1, KILN_ERR_UNSUPPORTED,
-                 "input 'B' has dtype i64");
+    tu_expect_op_error("LayerNormalization", NULL, 0, in, 3, 1, KILN_ERR_UNSUPPORTED,
+                       "input 'B' has dtype i64");
     for (int i = 0; i < 3; i++) tu_tensor_free(&in[i]);
 }
 
@@ -702,14 +688,14 @@ static void test_reduce_hand(void **state)
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(2, 3), x), tu_tensor_i64(TU_DIMS(1), (int64_t[]){-1})},
               out[1];
     for (int op = 0; op < N_REDUCE; op++) {
-        run_ok(g_reduce_ops[op], NULL, 0, in, 2, out, 1);
+        tu_run_op_ok(g_reduce_ops[op], NULL, 0, in, 2, out, 1);
         assert_shape(&out[0], SHAPE(2, 1));
         tu_assert_close(out[0].data, want[op], 2, 1e-6);
         tu_tensor_free(&out[0]);
     }
     /* keepdims=0, all axes by default: a scalar */
     kiln_attr kd = KILN_ATTR_I("keepdims", 0);
-    run_ok("ReduceSum", &kd, 1, in, 1, out, 1);
+    tu_run_op_ok("ReduceSum", &kd, 1, in, 1, out, 1);
     assert_int_equal(out[0].shape.rank, 0);
     assert_true(((float *)out[0].data)[0] == 5.0f);
     tu_tensor_free(&out[0]);
@@ -717,19 +703,19 @@ static void test_reduce_hand(void **state)
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_i64(TU_DIMS(0), NULL);
     kiln_attr noop = KILN_ATTR_I("noop_with_empty_axes", 1);
-    run_ok("ReduceSumSquare", &noop, 1, in, 2, out, 1);
+    tu_run_op_ok("ReduceSumSquare", &noop, 1, in, 2, out, 1);
     float sq[] = {1, 4, 9, 16, 25, 36};
     assert_shape(&out[0], SHAPE(2, 3));
     tu_assert_close(out[0].data, sq, 6, 1e-7);
     tu_tensor_free(&out[0]);
     /* empty axes without noop: everything */
-    run_ok("ReduceMax", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("ReduceMax", NULL, 0, in, 2, out, 1);
     assert_shape(&out[0], SHAPE(1, 1));
     assert_true(((float *)out[0].data)[0] == 5.0f);
     tu_tensor_free(&out[0]);
     /* the pre-opset-18 attribute form */
     kiln_attr axes_attr = KILN_ATTR_IS("axes", ((int64_t[]){0}), 1);
-    run_ok("ReduceMean", &axes_attr, 1, in, 1, out, 1);
+    tu_run_op_ok("ReduceMean", &axes_attr, 1, in, 1, out, 1);
     float m0[] = {2.5f, 1.5f, -1.5f};
     assert_shape(&out[0], SHAPE(1, 3));
     tu_assert_close(out[0].data, m0, 3, 1e-7);
@@ -737,7 +723,7 @@ static void test_reduce_hand(void **state)
     /* a NaN wins in max and min */
     ((float *)in[0].data)[4] = NAN;
     kiln_attr ax1 = KILN_ATTR_IS("axes", ((int64_t[]){1}), 1);
-    run_ok("ReduceMin", &ax1, 1, in, 1, out, 1);
+    tu_run_op_ok("ReduceMin", &ax1, 1, in, 1, out, 1);
     assert_true(((float *)out[0].data)[0] == -2.0f && isnan(((float *)out[0].data)[1]));
     tu_tensor_free(&out[0]);
     for (int i = 0; i < 2; i++) tu_tensor_free(&in[i]);
@@ -751,7 +737,7 @@ static void check_reduce(tu_rng *r, int op, const kiln_dims *d, const int64_t *a
                        axes_input ? tu_tensor_i64(1, (int64_t[]){n_axes}, axes) : tu_absent()},
               out[1];
     kiln_attr at[] = {KILN_ATTR_I("keepdims", keep), KILN_ATTR_I("noop_with_empty_axes", noop)};
-    run_ok(g_reduce_ops[op], at, 2, in, axes_input ? 2 : 1, out, 1);
+    tu_run_op_ok(g_reduce_ops[op], at, 2, in, axes_input ? 2 : 1, out, 1);
     bool mask[KILN_MAX_RANK] = {false};
     for (int32_t i = 0; i < n_axes; i++) mask[axes[i] < 0 ? axes[i] + d->rank : axes[i]] = true;
     if (n_axes == 0 && !noop)
@@ -810,7 +796,7 @@ static void test_reduce_empty_and_scalar(void **state)
                        tu_tensor_i64(TU_DIMS(1), (int64_t[]){1})},
               out[1];
     for (int op = 0; op < N_REDUCE; op++) {
-        run_ok(g_reduce_ops[op], NULL, 0, in, 2, out, 1);
+        tu_run_op_ok(g_reduce_ops[op], NULL, 0, in, 2, out, 1);
         assert_shape(&out[0], SHAPE(2, 1, 3));
         for (int i = 0; i < 6; i++) {
             float v = ((float *)out[0].data)[i];
@@ -820,7 +806,7 @@ static void test_reduce_empty_and_scalar(void **state)
     }
     /* an empty kept dim: an empty output */
     ((int64_t *)in[1].data)[0] = 2;
-    run_ok("ReduceLogSumExp", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("ReduceLogSumExp", NULL, 0, in, 2, out, 1);
     assert_shape(&out[0], SHAPE(2, 0, 1));
     tu_tensor_free(&out[0]);
     tu_tensor_free(&in[0]);
@@ -830,7 +816,7 @@ static void test_reduce_empty_and_scalar(void **state)
     in[0] = tu_tensor_f32(0, (int64_t[]){0}, &v);
     float w[N_REDUCE] = {-3, -3, -3, -3, -3, 3, 3, 9, NAN, -3};
     for (int op = 0; op < N_REDUCE; op++) {
-        run_ok(g_reduce_ops[op], NULL, 0, in, 1, out, 1);
+        tu_run_op_ok(g_reduce_ops[op], NULL, 0, in, 1, out, 1);
         assert_int_equal(out[0].shape.rank, 0);
         float g = ((float *)out[0].data)[0];
         assert_true(isnan(w[op]) ? isnan(g) : fabsf(g - w[op]) < 1e-6f);
@@ -854,7 +840,7 @@ static void test_reduce_int(void **state)
         int64_t n = ir_tensor_count(&in[0]);
         for (int64_t e = 0; e < n; e++) ir_tensor_set(&in[0], e, (double)tu_int(&r, -9, 9));
         kiln_attr kd = KILN_ATTR_I("keepdims", it % 3 == 0 ? 0 : 1);
-        run_ok(g_reduce_ops[op], &kd, 1, in, 2, out, 1);
+        tu_run_op_ok(g_reduce_ops[op], &kd, 1, in, 2, out, 1);
         assert_int_equal(out[0].dtype, dt);
         /* the float reference is exact for these magnitudes */
         ir_tensor xf = tu_tensor_f32(d.rank, d.d, NULL);
@@ -875,7 +861,7 @@ static void test_reduce_int(void **state)
     ir_tensor in[2] = {tu_tensor(KILN_DTYPE_I32, TU_DIMS(0, 2), NULL),
                        tu_tensor_i64(TU_DIMS(1), (int64_t[]){0})},
               out[1];
-    run_ok("ReduceMax", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("ReduceMax", NULL, 0, in, 2, out, 1);
     assert_int_equal(((int32_t *)out[0].data)[1], INT32_MIN);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&in[0]);
@@ -885,19 +871,19 @@ static void test_reduce_int(void **state)
     uint8_t b[] = {1, 1, 1, 0, 0, 1, 0, 0};
     in[0] = tu_tensor(KILN_DTYPE_BOOL, TU_DIMS(4, 2), b);
     in[1] = tu_tensor_i64(TU_DIMS(1), (int64_t[]){1});
-    run_ok("ReduceMax", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("ReduceMax", NULL, 0, in, 2, out, 1);
     assert_int_equal(out[0].dtype, KILN_DTYPE_BOOL);
     assert_memory_equal(out[0].data, ((uint8_t[]){1, 1, 1, 0}), 4);
     tu_tensor_free(&out[0]);
-    run_ok("ReduceMin", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("ReduceMin", NULL, 0, in, 2, out, 1);
     assert_memory_equal(out[0].data, ((uint8_t[]){1, 0, 0, 0}), 4);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&in[0]);
     in[0] = tu_tensor(KILN_DTYPE_BOOL, TU_DIMS(2, 0), NULL);
-    run_ok("ReduceMax", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("ReduceMax", NULL, 0, in, 2, out, 1);
     assert_memory_equal(out[0].data, ((uint8_t[]){0, 0}), 2);
     tu_tensor_free(&out[0]);
-    run_ok("ReduceMin", NULL, 0, in, 2, out, 1);
+    tu_run_op_ok("ReduceMin", NULL, 0, in, 2, out, 1);
     assert_memory_equal(out[0].data, ((uint8_t[]){1, 1}), 2);
     tu_tensor_free(&out[0]);
     tu_tensor_free(&in[0]);
@@ -908,15 +894,16 @@ static void test_reduce_errors(void **state)
 {
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(2, 3, 4), NULL),
                        tu_tensor_i64(TU_DIMS(2), (int64_t[]){1, -2})};
-    expect_error("ReduceSum", NULL, 0, in, 2, 1, KILN_ERR_INVALID_GRAPH, "axis -2 appears twice");
+    tu_expect_op_error("ReduceSum", NULL, 0, in, 2, 1, KILN_ERR_INVALID_GRAPH,
+                       "axis -2 appears twice");
     ((int64_t *)in[1].data)[1] = 3;
-    expect_error("ReduceMean", NULL, 0, in, 2, 1, KILN_ERR_SHAPE,
-                 "axis 3 is out of range for a rank-3 input");
+    tu_expect_op_error("ReduceMean", NULL, 0, in, 2, 1, KILN_ERR_SHAPE,
+                       "axis 3 is out of range for a rank-3 input");
     ((int64_t *)in[1].data)[1] = 0;
     kiln_attr both = KILN_ATTR_IS("axes", ((int64_t[]){1}), 1);
-    expect_error("ReduceMax", &both, 1, in, 2, 1, KILN_ERR_INVALID_GRAPH, "both");
+    tu_expect_op_error("ReduceMax", &both, 1, in, 2, 1, KILN_ERR_INVALID_GRAPH, "both");
     kiln_attr dup = KILN_ATTR_IS("axes", ((int64_t[]){2, 2}), 2);
-    expect_error("ReduceMin", &dup, 1, in, 1, 1, KILN_ERR_INVALID_GRAPH, "appears twice");
+    tu_expect_op_error("ReduceMin", &dup, 1, in, 1, 1, KILN_ERR_INVALID_GRAPH, "appears twice");
     /* axes only known at run time */
     kiln_status st = infer_runtime_input("ReduceSum", NULL, 0, in, 2, 1, 1);
     assert_int_equal(st, KILN_ERR_UNSUPPORTED);
@@ -932,26 +919,28 @@ static void test_reduce_errors(void **state)
     in[1].data = NULL;
     {
         ir_tensor x[2] = {tu_tensor_f32(TU_DIMS(2, 2), (float[]){1, 2, 3, 4}), in[1]}, out[1];
-        run_ok("ReduceSum", NULL, 0, x, 2, out, 1);
+        tu_run_op_ok("ReduceSum", NULL, 0, x, 2, out, 1);
         assert_shape(&out[0], SHAPE(1, 1));
         assert_true(((float *)out[0].data)[0] == 10.0f);
         tu_tensor_free(&out[0]);
         tu_tensor_free(&x[0]);
     }
     in[1] = tu_tensor_f32(TU_DIMS(1), (float[]){1});
-    expect_error("ReduceL2", NULL, 0, in, 2, 1, KILN_ERR_INVALID_GRAPH, "input 'axes' must be i64");
+    tu_expect_op_error("ReduceL2", NULL, 0, in, 2, 1, KILN_ERR_INVALID_GRAPH,
+                       "input 'axes' must be i64");
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_i64(TU_DIMS(1, 1), (int64_t[]){0});
-    expect_error("ReduceL1", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "must be 1-D");
+    tu_expect_op_error("ReduceL1", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "must be 1-D");
     tu_tensor_free(&in[0]);
     in[0] = tu_tensor_i64(TU_DIMS(2, 3), NULL);
-    expect_error("ReduceMean", NULL, 0, in, 1, 1, KILN_ERR_UNSUPPORTED, "dtype i64, expected f32");
-    expect_error("ReduceLogSumExp", NULL, 0, in, 1, 1, KILN_ERR_UNSUPPORTED, "dtype i64");
+    tu_expect_op_error("ReduceMean", NULL, 0, in, 1, 1, KILN_ERR_UNSUPPORTED,
+                       "dtype i64, expected f32");
+    tu_expect_op_error("ReduceLogSumExp", NULL, 0, in, 1, 1, KILN_ERR_UNSUPPORTED, "dtype i64");
     tu_tensor_free(&in[0]);
     in[0] = tu_tensor_f32(0, (int64_t[]){0}, NULL);
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_i64(TU_DIMS(1), (int64_t[]){0});
-    expect_error("ReduceProd", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "scalar");
+    tu_expect_op_error("ReduceProd", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "scalar");
     tu_tensor_free(&in[0]);
     tu_tensor_free(&in[1]);
 }
@@ -963,17 +952,17 @@ static void test_argmax(void **state)
     float x[] = {1, 3, 3, 5, 2, 5};
     ir_tensor in[1] = {tu_tensor_f32(TU_DIMS(2, 3), x)}, out[1];
     kiln_attr a1[] = {KILN_ATTR_I("axis", 1), KILN_ATTR_I("keepdims", 0)};
-    run_ok("ArgMax", a1, 2, in, 1, out, 1);
+    tu_run_op_ok("ArgMax", a1, 2, in, 1, out, 1);
     assert_shape(&out[0], SHAPE(2));
     assert_int_equal(out[0].dtype, KILN_DTYPE_I64);
     assert_memory_equal(out[0].data, ((int64_t[]){1, 0}), 16);
     tu_tensor_free(&out[0]);
     kiln_attr a2[] = {KILN_ATTR_I("axis", -1), KILN_ATTR_I("select_last_index", 1)};
-    run_ok("ArgMax", a2, 2, in, 1, out, 1);
+    tu_run_op_ok("ArgMax", a2, 2, in, 1, out, 1);
     assert_shape(&out[0], SHAPE(2, 1));
     assert_memory_equal(out[0].data, ((int64_t[]){2, 2}), 16);
     tu_tensor_free(&out[0]);
-    run_ok("ArgMin", NULL, 0, in, 1, out, 1); /* axis 0 by default */
+    tu_run_op_ok("ArgMin", NULL, 0, in, 1, out, 1); /* axis 0 by default */
     assert_shape(&out[0], SHAPE(1, 3));
     assert_memory_equal(out[0].data, ((int64_t[]){0, 1, 0}), 24);
     tu_tensor_free(&out[0]);
@@ -993,7 +982,7 @@ static void test_argmax(void **state)
         int32_t a = (int32_t)(axis < 0 ? axis + d.rank : axis);
         bool mx = tu_int(&r, 0, 1), last = tu_int(&r, 0, 1);
         kiln_attr at[] = {KILN_ATTR_I("axis", axis), KILN_ATTR_I("select_last_index", last)};
-        run_ok(mx ? "ArgMax" : "ArgMin", at, 2, t, 1, o, 1);
+        tu_run_op_ok(mx ? "ArgMax" : "ArgMin", at, 2, t, 1, o, 1);
         kiln_dims od = d;
         od.d[a] = 1;
         assert_shape(&o[0], &od);
@@ -1016,9 +1005,9 @@ static void test_argmax(void **state)
     /* errors: an empty axis, a bad axis */
     in[0] = tu_tensor_f32(TU_DIMS(2, 0), NULL);
     kiln_attr ax = KILN_ATTR_I("axis", 1);
-    expect_error("ArgMax", &ax, 1, in, 1, 1, KILN_ERR_SHAPE, "axis 1 has size 0");
+    tu_expect_op_error("ArgMax", &ax, 1, in, 1, 1, KILN_ERR_SHAPE, "axis 1 has size 0");
     ax.i = 2;
-    expect_error("ArgMin", &ax, 1, in, 1, 1, KILN_ERR_SHAPE, "out of range");
+    tu_expect_op_error("ArgMin", &ax, 1, in, 1, 1, KILN_ERR_SHAPE, "out of range");
     tu_tensor_free(&in[0]);
 }
 
@@ -1031,7 +1020,7 @@ static void test_cumsum(void **state)
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(4), x), scalar_i64(0)}, out[1];
     for (int m = 0; m < 4; m++) {
         kiln_attr at[] = {KILN_ATTR_I("exclusive", m & 1), KILN_ATTR_I("reverse", m >> 1)};
-        run_ok("CumSum", at, 2, in, 2, out, 1);
+        tu_run_op_ok("CumSum", at, 2, in, 2, out, 1);
         assert_memory_equal(out[0].data, want[m], sizeof want[m]);
         tu_tensor_free(&out[0]);
     }
@@ -1055,7 +1044,7 @@ static void test_cumsum(void **state)
             ir_tensor_set(&t[0], e,
                           dt == KILN_DTYPE_F32 ? tu_uniform(&r, -1, 1) : tu_int(&r, -99, 99));
         kiln_attr at[] = {KILN_ATTR_I("exclusive", excl), KILN_ATTR_I("reverse", rev)};
-        run_ok("CumSum", at, 2, t, 2, o, 1);
+        tu_run_op_ok("CumSum", at, 2, t, 2, o, 1);
         assert_shape(&o[0], &d);
         float *got = alloc_f(n), *ref = alloc_f(n);
         for (int64_t l = 0; l < n; l++) {
@@ -1079,10 +1068,10 @@ static void test_cumsum(void **state)
     /* errors */
     in[0] = tu_tensor_f32(TU_DIMS(2, 3), NULL);
     in[1] = scalar_i64(2);
-    expect_error("CumSum", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "axis 2 is out of range");
+    tu_expect_op_error("CumSum", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "axis 2 is out of range");
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_i64(TU_DIMS(2), (int64_t[]){0, 1});
-    expect_error("CumSum", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "input 'axis' has 2 values");
+    tu_expect_op_error("CumSum", NULL, 0, in, 2, 1, KILN_ERR_SHAPE, "input 'axis' has 2 values");
     /* an axis known only at run time is accepted by shape inference, if it is one value */
     assert_int_equal(infer_runtime_input("CumSum", NULL, 0, in, 2, 1, 1), KILN_ERR_SHAPE);
     assert_non_null(strstr(kiln_last_error(), "input 'axis' must hold one value, got 2"));
@@ -1100,13 +1089,13 @@ static void test_topk(void **state)
     float x[] = {3, 1, 4, 1, 5};
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(5), x), tu_tensor_i64(TU_DIMS(1), (int64_t[]){3})},
               out[2];
-    run_ok("TopK", NULL, 0, in, 2, out, 2);
+    tu_run_op_ok("TopK", NULL, 0, in, 2, out, 2);
     assert_shape(&out[0], SHAPE(3));
     assert_memory_equal(out[0].data, ((float[]){5, 4, 3}), 12);
     assert_memory_equal(out[1].data, ((int64_t[]){4, 2, 0}), 24);
     for (int i = 0; i < 2; i++) tu_tensor_free(&out[i]);
     kiln_attr sm = KILN_ATTR_I("largest", 0);
-    run_ok("TopK", &sm, 1, in, 2, out, 2);
+    tu_run_op_ok("TopK", &sm, 1, in, 2, out, 2);
     assert_memory_equal(out[0].data, ((float[]){1, 1, 3}), 12);
     assert_memory_equal(out[1].data, ((int64_t[]){1, 3, 0}), 24); /* ties: lower index first */
     for (int i = 0; i < 2; i++) tu_tensor_free(&out[i]);
@@ -1127,7 +1116,7 @@ static void test_topk(void **state)
         int64_t n = ir_tensor_count(&t[0]), idx[KILN_MAX_RANK];
         for (int64_t e = 0; e < n; e++) ir_tensor_set(&t[0], e, (double)tu_int(&r, -4, 4));
         kiln_attr at[] = {KILN_ATTR_I("axis", axis), KILN_ATTR_I("largest", largest)};
-        run_ok("TopK", at, 2, t, 2, o, 2);
+        tu_run_op_ok("TopK", at, 2, t, 2, o, 2);
         kiln_dims od = d;
         od.d[a] = k;
         assert_shape(&o[0], &od);
@@ -1169,9 +1158,9 @@ static void test_topk(void **state)
     /* errors */
     in[0] = tu_tensor_f32(TU_DIMS(2, 3), NULL);
     in[1] = tu_tensor_i64(TU_DIMS(1), (int64_t[]){4});
-    expect_error("TopK", NULL, 0, in, 2, 2, KILN_ERR_SHAPE, "K is 4, expected 0..3");
+    tu_expect_op_error("TopK", NULL, 0, in, 2, 2, KILN_ERR_SHAPE, "K is 4, expected 0..3");
     ((int64_t *)in[1].data)[0] = -1;
-    expect_error("TopK", NULL, 0, in, 2, 2, KILN_ERR_SHAPE, "K is -1");
+    tu_expect_op_error("TopK", NULL, 0, in, 2, 2, KILN_ERR_SHAPE, "K is -1");
     kiln_status st = infer_runtime_input("TopK", NULL, 0, in, 2, 1, 2);
     assert_int_equal(st, KILN_ERR_UNSUPPORTED);
     assert_non_null(strstr(kiln_last_error(), "input 'K' must be a constant known at build time"));

@@ -62,13 +62,6 @@ static int64_t ravel(const int64_t *idx, const kiln_dims *d)
     return o;
 }
 
-static void run_ok(const char *op, const kiln_attr *at, int32_t nat, const ir_tensor *in,
-                   int32_t nin, ir_tensor *out, int32_t nout)
-{
-    kiln_status st = tu_run_op(op, at, nat, in, nin, out, nout);
-    if (st != KILN_OK) fail_msg("%s failed: %s: %s", op, kiln_status_name(st), kiln_last_error());
-}
-
 /* Runs an op that must fail with `want`, its message naming the node and holding `text`. */
 static void run_err(const char *op, const kiln_attr *at, int32_t nat, const ir_tensor *in,
                     int32_t nin, int32_t nout, kiln_status want, const char *text)
@@ -220,13 +213,13 @@ static void test_reshape_cases(void **state)
     float x[24];
     for (int i = 0; i < 24; i++) x[i] = (float)i;
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(2, 3, 4), x), ints(2, (int64_t[]){3, -1})}, out;
-    run_ok("Reshape", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Reshape", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){3, 8});
     assert_f32(&out, x, 24);
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
     in[1] = ints(2, (int64_t[]){0, -1});
-    run_ok("Reshape", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Reshape", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){2, 12});
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
@@ -257,7 +250,7 @@ static void test_reshape_cases(void **state)
     kiln_attr az = KILN_ATTR_I("allowzero", 1);
     in[0] = tu_tensor_f32(TU_DIMS(0, 3), NULL);
     in[1] = ints(2, (int64_t[]){3, 0});
-    run_ok("Reshape", &az, 1, in, 2, &out, 1);
+    tu_run_op_ok("Reshape", &az, 1, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){3, 0});
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
@@ -267,7 +260,7 @@ static void test_reshape_cases(void **state)
     /* i32 shape input is read too */
     in[0] = tu_tensor_f32(TU_DIMS(6), x);
     in[1] = ints32(2, (int64_t[]){2, 3});
-    run_ok("Reshape", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Reshape", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){2, 3});
     tu_tensor_free(&out);
     free_all(in, 2);
@@ -311,7 +304,7 @@ static void test_reshape_sweep(void **state)
             for (int32_t k = 0; k < b.rank && k < a.rank; k++)
                 if (a.d[k] == b.d[k] && tu_int(&r, 0, 1)) v[k] = 0;
         ir_tensor in[2] = {rand_tensor(&r, rand_dtype(&r), &a), ints(b.rank, v)}, out;
-        run_ok("Reshape", &az, zero ? 1 : 0, in, 2, &out, 1);
+        tu_run_op_ok("Reshape", &az, zero ? 1 : 0, in, 2, &out, 1);
         assert_dims(&out, b.rank, b.d);
         assert_memory_equal(out.data, in[0].data,
                             (size_t)ir_tensor_count(&out) * kiln_dtype_size(out.dtype) + 0);
@@ -327,7 +320,7 @@ static void test_flatten(void **state)
     int64_t want[][2] = {{1, 120}, {2, 60}, {6, 20}, {24, 5}, {120, 1}};
     for (int64_t axis = -4; axis <= 4; axis++) {
         kiln_attr a = KILN_ATTR_I("axis", axis);
-        run_ok("Flatten", &a, 1, &x, 1, &out, 1);
+        tu_run_op_ok("Flatten", &a, 1, &x, 1, &out, 1);
         assert_dims(&out, 2, want[axis < 0 ? axis + 4 : axis]);
         tu_tensor_free(&out);
     }
@@ -345,7 +338,7 @@ static void test_flatten(void **state)
         }
         kiln_attr a = KILN_ATTR_I("axis", axis);
         ir_tensor in = rand_tensor(&r, rand_dtype(&r), &d);
-        run_ok("Flatten", &a, 1, &in, 1, &out, 1);
+        tu_run_op_ok("Flatten", &a, 1, &in, 1, &out, 1);
         assert_dims(&out, 2, (int64_t[]){p, q});
         assert_memory_equal(out.data, in.data, (size_t)(p * q) * kiln_dtype_size(in.dtype));
         tu_tensor_free(&out);
@@ -357,11 +350,11 @@ static void test_squeeze_unsqueeze(void **state)
 {
     tu_rng r = {303};
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(1, 3, 1, 5), NULL), tu_absent()}, out;
-    run_ok("Squeeze", NULL, 0, in, 1, &out, 1);
+    tu_run_op_ok("Squeeze", NULL, 0, in, 1, &out, 1);
     assert_dims(&out, 2, (int64_t[]){3, 5});
     tu_tensor_free(&out);
     in[1] = ints(1, (int64_t[]){-2});
-    run_ok("Squeeze", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Squeeze", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 3, (int64_t[]){1, 3, 5});
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
@@ -380,12 +373,12 @@ static void test_squeeze_unsqueeze(void **state)
 
     in[0] = tu_tensor_f32(TU_DIMS(3, 4, 5), NULL);
     in[1] = ints(2, (int64_t[]){0, 4});
-    run_ok("Unsqueeze", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Unsqueeze", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 5, (int64_t[]){1, 3, 4, 5, 1});
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
     in[1] = ints(1, (int64_t[]){-1});
-    run_ok("Unsqueeze", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Unsqueeze", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 4, (int64_t[]){3, 4, 5, 1});
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
@@ -411,7 +404,7 @@ static void test_squeeze_unsqueeze(void **state)
             if (!gone) sq.d[sq.rank++] = d.d[k];
         }
         ir_tensor x[2] = {rand_tensor(&r, rand_dtype(&r), &d), ints((int32_t)nax, ax)};
-        run_ok("Squeeze", NULL, 0, x, tu_int(&r, 0, 1) || nax ? 2 : 1, &out, 1);
+        tu_run_op_ok("Squeeze", NULL, 0, x, tu_int(&r, 0, 1) || nax ? 2 : 1, &out, 1);
         assert_dims(&out, sq.rank, sq.d);
         assert_memory_equal(out.data, x[0].data,
                             (size_t)ir_tensor_count(&out) * kiln_dtype_size(out.dtype));
@@ -425,7 +418,7 @@ static void test_squeeze_unsqueeze(void **state)
         }
         if (nb > 0) {
             ir_tensor y[2] = {out, ints((int32_t)nb, back)}, out2;
-            run_ok("Unsqueeze", NULL, 0, y, 2, &out2, 1);
+            tu_run_op_ok("Unsqueeze", NULL, 0, y, 2, &out2, 1);
             assert_dims(&out2, d.rank, d.d);
             tu_tensor_free(&out2);
             tu_tensor_free(&y[1]);
@@ -441,11 +434,11 @@ static void test_shape_size(void **state)
 {
     tu_rng r = {404};
     ir_tensor x = tu_tensor_f32(TU_DIMS(3, 4, 5), NULL), out;
-    run_ok("Shape", NULL, 0, &x, 1, &out, 1);
+    tu_run_op_ok("Shape", NULL, 0, &x, 1, &out, 1);
     assert_dims(&out, 1, (int64_t[]){3});
     assert_i64(&out, (int64_t[]){3, 4, 5}, 3);
     tu_tensor_free(&out);
-    run_ok("Size", NULL, 0, &x, 1, &out, 1);
+    tu_run_op_ok("Size", NULL, 0, &x, 1, &out, 1);
     assert_dims(&out, 0, NULL);
     assert_i64(&out, (int64_t[]){60}, 1);
     tu_tensor_free(&out);
@@ -460,7 +453,7 @@ static void test_shape_size(void **state)
                  {-1, 3, 1, {5}}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         kiln_attr a[2] = {KILN_ATTR_I("start", cases[i].s), KILN_ATTR_I("end", cases[i].e)};
-        run_ok("Shape", a, cases[i].e == INT64_MAX ? 1 : 2, &x, 1, &out, 1);
+        tu_run_op_ok("Shape", a, cases[i].e == INT64_MAX ? 1 : 2, &x, 1, &out, 1);
         assert_dims(&out, 1, (int64_t[]){cases[i].n});
         assert_i64(&out, cases[i].v, cases[i].n);
         tu_tensor_free(&out);
@@ -475,7 +468,7 @@ static void test_shape_size(void **state)
         }
         kiln_attr a[2] = {KILN_ATTR_I("start", s), KILN_ATTR_I("end", e)};
         ir_tensor in = tu_tensor_f32(d.rank, d.d, NULL);
-        run_ok("Shape", a, 2, &in, 1, &out, 1);
+        tu_run_op_ok("Shape", a, 2, &in, 1, &out, 1);
         assert_dims(&out, 1, &n);
         assert_i64(&out, want, n);
         tu_tensor_free(&out);
@@ -552,11 +545,11 @@ static void test_concat(void **state)
     float a[] = {1, 2, 3, 4}, b[] = {5, 6, 7, 8};
     ir_tensor in[4] = {tu_tensor_f32(TU_DIMS(2, 2), a), tu_tensor_f32(TU_DIMS(2, 2), b)}, out;
     kiln_attr ax0 = KILN_ATTR_I("axis", 0), ax1 = KILN_ATTR_I("axis", -1);
-    run_ok("Concat", &ax0, 1, in, 2, &out, 1);
+    tu_run_op_ok("Concat", &ax0, 1, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){4, 2});
     assert_f32(&out, (float[]){1, 2, 3, 4, 5, 6, 7, 8}, 8);
     tu_tensor_free(&out);
-    run_ok("Concat", &ax1, 1, in, 2, &out, 1);
+    tu_run_op_ok("Concat", &ax1, 1, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){2, 4});
     assert_f32(&out, (float[]){1, 2, 5, 6, 3, 4, 7, 8}, 8);
     tu_tensor_free(&out);
@@ -586,7 +579,7 @@ static void test_concat(void **state)
             in[i] = rand_tensor(&r, dt, &d);
         }
         kiln_attr at = KILN_ATTR_I("axis", axis);
-        run_ok("Concat", &at, 1, in, nin, &out, 1);
+        tu_run_op_ok("Concat", &at, 1, in, nin, &out, 1);
         assert_dims(&out, od.rank, od.d);
         size_t es = kiln_dtype_size(dt);
         for (int64_t j = 0; j < ir_tensor_count(&out); j++) {
@@ -612,11 +605,11 @@ static void test_split(void **state)
     tu_rng r = {606};
     float x[] = {1, 2, 3, 4, 5, 6, 7};
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(6), x), tu_absent()}, out[4];
-    run_ok("Split", NULL, 0, in, 1, out, 3);
+    tu_run_op_ok("Split", NULL, 0, in, 1, out, 3);
     for (int i = 0; i < 3; i++) assert_f32(&out[i], (float[]){x[2 * i], x[2 * i + 1]}, 2);
     free_all(out, 3);
     in[1] = ints(2, (int64_t[]){2, 4});
-    run_ok("Split", NULL, 0, in, 2, out, 2);
+    tu_run_op_ok("Split", NULL, 0, in, 2, out, 2);
     assert_f32(&out[0], (float[]){1, 2}, 2);
     assert_f32(&out[1], (float[]){3, 4, 5, 6}, 4);
     free_all(out, 2);
@@ -633,7 +626,7 @@ static void test_split(void **state)
     /* opset 18: 7 into 4 outputs is 2, 2, 2, 1; 5 into 4 cannot be done */
     in[0] = tu_tensor_f32(TU_DIMS(7), x);
     kiln_attr n4 = KILN_ATTR_I("num_outputs", 4);
-    run_ok("Split", &n4, 1, in, 1, out, 4);
+    tu_run_op_ok("Split", &n4, 1, in, 1, out, 4);
     for (int i = 0; i < 4; i++) assert_dims(&out[i], 1, (int64_t[]){i < 3 ? 2 : 1});
     assert_f32(&out[3], (float[]){7}, 1);
     free_all(out, 4);
@@ -672,7 +665,7 @@ static void test_split(void **state)
         }
         for (int32_t i = 0; i < n; i++) start[i + 1] = start[i] + sizes[i];
         in[0] = rand_tensor(&r, rand_dtype(&r), &d);
-        run_ok("Split", at, nat, in, nin, out, n);
+        tu_run_op_ok("Split", at, nat, in, nin, out, n);
         for (int32_t i = 0; i < n; i++) {
             kiln_dims od = d;
             od.d[ax] = sizes[i];
@@ -726,14 +719,14 @@ static void test_slice_cases(void **state)
                        ints(2, (int64_t[]){2, 3}), ints(2, (int64_t[]){0, 1}),
                        ints(2, (int64_t[]){1, 2})},
               out;
-    run_ok("Slice", NULL, 0, in, 5, &out, 1);
+    tu_run_op_ok("Slice", NULL, 0, in, 5, &out, 1);
     assert_dims(&out, 2, (int64_t[]){1, 2});
     assert_f32(&out, (float[]){5, 7}, 2);
     tu_tensor_free(&out);
     free_all(in + 1, 4);
     in[1] = ints(2, (int64_t[]){0, 1});
     in[2] = ints(2, (int64_t[]){-1, 1000});
-    run_ok("Slice", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("Slice", NULL, 0, in, 3, &out, 1);
     assert_dims(&out, 2, (int64_t[]){1, 3});
     assert_f32(&out, (float[]){2, 3, 4}, 3);
     tu_tensor_free(&out);
@@ -745,7 +738,7 @@ static void test_slice_cases(void **state)
     in[2] = ints(1, (int64_t[]){INT64_MIN});
     in[3] = ints(1, (int64_t[]){0});
     in[4] = ints(1, (int64_t[]){-1});
-    run_ok("Slice", NULL, 0, in, 5, &out, 1);
+    tu_run_op_ok("Slice", NULL, 0, in, 5, &out, 1);
     assert_f32(&out, (float[]){5, 4, 3, 2, 1}, 5);
     tu_tensor_free(&out);
     free_all(in + 1, 4);
@@ -753,19 +746,19 @@ static void test_slice_cases(void **state)
     in[2] = ints(1, (int64_t[]){-10});
     in[3] = tu_absent();
     in[4] = ints(1, (int64_t[]){-2});
-    run_ok("Slice", NULL, 0, in, 5, &out, 1);
+    tu_run_op_ok("Slice", NULL, 0, in, 5, &out, 1);
     assert_f32(&out, (float[]){5, 3, 1}, 3);
     tu_tensor_free(&out);
     tu_tensor_free(&in[4]);
     in[4] = ints(1, (int64_t[]){INT64_MIN});
-    run_ok("Slice", NULL, 0, in, 5, &out, 1);
+    tu_run_op_ok("Slice", NULL, 0, in, 5, &out, 1);
     assert_f32(&out, (float[]){5}, 1);
     tu_tensor_free(&out);
     free_all(in + 1, 4);
     in[1] = ints(1, (int64_t[]){INT64_MIN});
     in[2] = ints(1, (int64_t[]){INT64_MAX});
     in[4] = ints(1, (int64_t[]){INT64_MAX});
-    run_ok("Slice", NULL, 0, in, 5, &out, 1);
+    tu_run_op_ok("Slice", NULL, 0, in, 5, &out, 1);
     assert_f32(&out, (float[]){1}, 1);
     tu_tensor_free(&out);
     tu_tensor_free(&in[4]);
@@ -785,7 +778,7 @@ static void test_slice_cases(void **state)
     run_err("Slice", NULL, 0, in, 4, 1, KILN_ERR_SHAPE, "names axis 1 twice");
     tu_tensor_free(&in[3]);
     in[3] = ints32(2, (int64_t[]){0, 1});
-    run_ok("Slice", NULL, 0, in, 4, &out, 1);
+    tu_run_op_ok("Slice", NULL, 0, in, 4, &out, 1);
     assert_f32(&out, (float[]){1}, 1);
     tu_tensor_free(&out);
     tu_tensor_free(&in[3]);
@@ -832,7 +825,7 @@ static void test_slice_sweep(void **state)
                            give_axes ? ints(n, axes) : tu_absent(),
                            give_steps ? ints(n, steps) : tu_absent()},
                   out;
-        run_ok("Slice", NULL, 0, in, give_steps ? 5 : give_axes ? 4 : 3, &out, 1);
+        tu_run_op_ok("Slice", NULL, 0, in, give_steps ? 5 : give_axes ? 4 : 3, &out, 1);
         assert_dims(&out, od.rank, od.d);
         int64_t *map = alloc_map(&out);
         for (int64_t j = 0; j < ir_tensor_count(&out); j++) {
@@ -855,7 +848,7 @@ static void test_transpose(void **state)
     tu_rng r = {808};
     float x[] = {1, 2, 3, 4, 5, 6};
     ir_tensor in = tu_tensor_f32(TU_DIMS(2, 3), x), out;
-    run_ok("Transpose", NULL, 0, &in, 1, &out, 1);
+    tu_run_op_ok("Transpose", NULL, 0, &in, 1, &out, 1);
     assert_dims(&out, 2, (int64_t[]){3, 2});
     assert_f32(&out, (float[]){1, 4, 2, 5, 3, 6}, 6);
     tu_tensor_free(&out);
@@ -880,7 +873,7 @@ static void test_transpose(void **state)
         for (int32_t k = 0; k < rank; k++) od.d[k] = d.d[perm[k]];
         kiln_attr at = KILN_ATTR_IS("perm", perm, rank);
         in = rand_tensor(&r, rand_dtype(&r), &d);
-        run_ok("Transpose", &at, give ? 1 : 0, &in, 1, &out, 1);
+        tu_run_op_ok("Transpose", &at, give ? 1 : 0, &in, 1, &out, 1);
         assert_dims(&out, od.rank, od.d);
         int64_t *map = alloc_map(&out);
         for (int64_t j = 0; j < ir_tensor_count(&out); j++) {
@@ -903,7 +896,7 @@ static void test_expand_tile(void **state)
     tu_rng r = {909};
     float x[] = {1, 2, 3};
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(3, 1), x), ints(3, (int64_t[]){2, 1, 6})}, out;
-    run_ok("Expand", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Expand", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 3, (int64_t[]){2, 3, 6});
     for (int i = 0; i < 36; i++) assert_true(((float *)out.data)[i] == x[(i / 6) % 3]);
     tu_tensor_free(&out);
@@ -923,7 +916,7 @@ static void test_expand_tile(void **state)
 
     in[0] = tu_tensor_f32(TU_DIMS(2, 2), (float[]){1, 2, 3, 4});
     in[1] = ints(2, (int64_t[]){1, 2});
-    run_ok("Tile", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Tile", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){2, 4});
     assert_f32(&out, (float[]){1, 2, 1, 2, 3, 4, 3, 4}, 8);
     tu_tensor_free(&out);
@@ -955,7 +948,7 @@ static void test_expand_tile(void **state)
         assert_true(ir_broadcast(&d, &want, &od));
         in[0] = rand_tensor(&r, rand_dtype(&r), &d);
         in[1] = ints(want.rank, want.d);
-        run_ok("Expand", NULL, 0, in, 2, &out, 1);
+        tu_run_op_ok("Expand", NULL, 0, in, 2, &out, 1);
         assert_dims(&out, od.rank, od.d);
         int64_t *map = alloc_map(&out);
         for (int64_t j = 0; j < ir_tensor_count(&out); j++) {
@@ -977,7 +970,7 @@ static void test_expand_tile(void **state)
         for (int32_t k = 0; k < rank; k++) od.d[k] = d.d[k] * (rep[k] = tu_int(&r, 0, 3));
         in[0] = rand_tensor(&r, rand_dtype(&r), &d);
         in[1] = tu_int(&r, 0, 1) ? ints(rank, rep) : ints32(rank, rep);
-        run_ok("Tile", NULL, 0, in, 2, &out, 1);
+        tu_run_op_ok("Tile", NULL, 0, in, 2, &out, 1);
         assert_dims(&out, od.rank, od.d);
         map = alloc_map(&out);
         for (int64_t j = 0; j < ir_tensor_count(&out); j++) {
@@ -1002,18 +995,18 @@ static void test_pad_cases(void **state)
                        tu_absent(), tu_absent()},
               out;
     kiln_attr m = KILN_ATTR_S("mode", "constant");
-    run_ok("Pad", &m, 1, in, 2, &out, 1);
+    tu_run_op_ok("Pad", &m, 1, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){3, 4});
     assert_f32(&out, (float[]){0, 0, 1.0f, 1.2f, 0, 0, 2.3f, 3.4f, 0, 0, 4.5f, 5.7f}, 12);
     tu_tensor_free(&out);
     m = KILN_ATTR_S("mode", "reflect");
-    run_ok("Pad", &m, 1, in, 2, &out, 1);
+    tu_run_op_ok("Pad", &m, 1, in, 2, &out, 1);
     assert_f32(&out,
                (float[]){1.0f, 1.2f, 1.0f, 1.2f, 2.3f, 3.4f, 2.3f, 3.4f, 4.5f, 5.7f, 4.5f, 5.7f},
                12);
     tu_tensor_free(&out);
     m = KILN_ATTR_S("mode", "edge");
-    run_ok("Pad", &m, 1, in, 2, &out, 1);
+    tu_run_op_ok("Pad", &m, 1, in, 2, &out, 1);
     assert_f32(&out,
                (float[]){1.0f, 1.0f, 1.0f, 1.2f, 2.3f, 2.3f, 2.3f, 3.4f, 4.5f, 4.5f, 4.5f, 5.7f},
                12);
@@ -1021,7 +1014,7 @@ static void test_pad_cases(void **state)
     tu_tensor_free(&in[1]);
     in[1] = ints(4, (int64_t[]){2, 1, 1, 1});
     m = KILN_ATTR_S("mode", "wrap");
-    run_ok("Pad", &m, 1, in, 2, &out, 1);
+    tu_run_op_ok("Pad", &m, 1, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){6, 4});
     float w[] = {3.4f, 2.3f, 3.4f, 2.3f, 5.7f, 4.5f, 5.7f, 4.5f, 1.2f, 1.0f, 1.2f, 1.0f,
                  3.4f, 2.3f, 3.4f, 2.3f, 5.7f, 4.5f, 5.7f, 4.5f, 1.2f, 1.0f, 1.2f, 1.0f};
@@ -1032,7 +1025,7 @@ static void test_pad_cases(void **state)
     in[1] = ints(2, (int64_t[]){1, -1});
     in[2] = scalar_f32(9.0f);
     in[3] = ints(1, (int64_t[]){-2});
-    run_ok("Pad", NULL, 0, in, 4, &out, 1);
+    tu_run_op_ok("Pad", NULL, 0, in, 4, &out, 1);
     assert_dims(&out, 2, (int64_t[]){3, 2});
     assert_f32(&out, (float[]){9, 9, 1.0f, 1.2f, 2.3f, 3.4f}, 6);
     tu_tensor_free(&out);
@@ -1063,7 +1056,7 @@ static void test_pad_cases(void **state)
     /* negative pads crop before reflecting: [1..5] -> [2,3,4,5] -> [2,3,4,5,4,3] */
     in[0] = tu_tensor_f32(TU_DIMS(5), (float[]){1, 2, 3, 4, 5});
     in[1] = ints(2, (int64_t[]){-1, 2});
-    run_ok("Pad", &m, 1, in, 2, &out, 1);
+    tu_run_op_ok("Pad", &m, 1, in, 2, &out, 1);
     assert_f32(&out, (float[]){2, 3, 4, 5, 4, 3}, 6);
     tu_tensor_free(&out);
     free_all(in, 2);
@@ -1147,7 +1140,7 @@ static void test_pad_sweep(void **state)
             memcpy(fill, in[2].data, kiln_dtype_size(dt));
         }
         kiln_attr m = KILN_ATTR_S("mode", mode);
-        run_ok("Pad", &m, 1, in, give_axes ? 4 : ir_tensor_present(&in[2]) ? 3 : 2, &out, 1);
+        tu_run_op_ok("Pad", &m, 1, in, give_axes ? 4 : ir_tensor_present(&in[2]) ? 3 : 2, &out, 1);
         assert_dims(&out, od.rank, od.d);
         int64_t *map = alloc_map(&out);
         for (int64_t j = 0; j < ir_tensor_count(&out); j++) {
@@ -1174,20 +1167,20 @@ static void test_gather(void **state)
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(3, 2), x),
                        tu_tensor_i64(TU_DIMS(2, 2), (int64_t[]){0, 1, 1, 2})},
               out;
-    run_ok("Gather", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Gather", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 3, (int64_t[]){2, 2, 2});
     assert_f32(&out, (float[]){1.0f, 1.2f, 2.3f, 3.4f, 2.3f, 3.4f, 4.5f, 5.7f}, 8);
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
     in[1] = ints32(2, (int64_t[]){-1, 0});
     kiln_attr ax = KILN_ATTR_I("axis", -1);
-    run_ok("Gather", &ax, 1, in, 2, &out, 1);
+    tu_run_op_ok("Gather", &ax, 1, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){3, 2});
     assert_f32(&out, (float[]){1.2f, 1.0f, 3.4f, 2.3f, 5.7f, 4.5f}, 6);
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
     in[1] = scalar_i64(2);
-    run_ok("Gather", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Gather", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 1, (int64_t[]){2});
     assert_f32(&out, (float[]){4.5f, 5.7f}, 2);
     tu_tensor_free(&out);
@@ -1228,7 +1221,7 @@ static void test_gather(void **state)
         in[0] = rand_tensor(&r, rand_dtype(&r), &d);
         in[1] = idx;
         kiln_attr at = KILN_ATTR_I("axis", axis);
-        run_ok("Gather", &at, 1, in, 2, &out, 1);
+        tu_run_op_ok("Gather", &at, 1, in, 2, &out, 1);
         assert_dims(&out, od.rank, od.d);
         int64_t *map = alloc_map(&out);
         for (int64_t j = 0; j < ir_tensor_count(&out); j++) {
@@ -1253,14 +1246,14 @@ static void test_gather_elements(void **state)
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(3, 3), (float[]){1, 2, 3, 4, 5, 6, 7, 8, 9}),
                        tu_tensor_i64(TU_DIMS(2, 3), (int64_t[]){-1, -2, 0, -2, 0, 0})},
               out;
-    run_ok("GatherElements", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("GatherElements", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){2, 3});
     assert_f32(&out, (float[]){7, 5, 3, 4, 2, 3}, 6);
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_i64(TU_DIMS(3, 2), (int64_t[]){0, 0, 1, 0, 2, 1});
     kiln_attr ax = KILN_ATTR_I("axis", 1);
-    run_ok("GatherElements", &ax, 1, in, 2, &out, 1);
+    tu_run_op_ok("GatherElements", &ax, 1, in, 2, &out, 1);
     assert_f32(&out, (float[]){1, 1, 5, 4, 9, 8}, 6);
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
@@ -1284,7 +1277,7 @@ static void test_gather_elements(void **state)
         in[0] = rand_tensor(&r, rand_dtype(&r), &d);
         in[1] = idx;
         kiln_attr at = KILN_ATTR_I("axis", axis);
-        run_ok("GatherElements", &at, 1, in, 2, &out, 1);
+        tu_run_op_ok("GatherElements", &at, 1, in, 2, &out, 1);
         assert_dims(&out, id.rank, id.d);
         int64_t *map = alloc_map(&out);
         for (int64_t j = 0; j < ni; j++) {
@@ -1307,13 +1300,13 @@ static void test_gather_nd(void **state)
     ir_tensor in[2] = {tu_tensor_f32(TU_DIMS(2, 2), (float[]){0, 1, 2, 3}),
                        tu_tensor_i64(TU_DIMS(2, 2), (int64_t[]){0, 0, 1, 1})},
               out;
-    run_ok("GatherND", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("GatherND", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 1, (int64_t[]){2});
     assert_f32(&out, (float[]){0, 3}, 2);
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_i64(TU_DIMS(2, 1), (int64_t[]){1, -2});
-    run_ok("GatherND", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("GatherND", NULL, 0, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){2, 2});
     assert_f32(&out, (float[]){2, 3, 0, 1}, 4);
     tu_tensor_free(&out);
@@ -1327,7 +1320,7 @@ static void test_gather_nd(void **state)
     in[0] = tu_tensor_f32(TU_DIMS(2, 2, 2), (float[]){0, 1, 2, 3, 4, 5, 6, 7});
     in[1] = tu_tensor_i64(TU_DIMS(2, 1), (int64_t[]){1, 0});
     kiln_attr bd = KILN_ATTR_I("batch_dims", 1);
-    run_ok("GatherND", &bd, 1, in, 2, &out, 1);
+    tu_run_op_ok("GatherND", &bd, 1, in, 2, &out, 1);
     assert_dims(&out, 2, (int64_t[]){2, 2});
     assert_f32(&out, (float[]){2, 3, 4, 5}, 4);
     tu_tensor_free(&out);
@@ -1352,7 +1345,7 @@ static void test_gather_nd(void **state)
         in[0] = rand_tensor(&r, rand_dtype(&r), &d);
         in[1] = idx;
         kiln_attr at = KILN_ATTR_I("batch_dims", b);
-        run_ok("GatherND", &at, 1, in, 2, &out, 1);
+        tu_run_op_ok("GatherND", &at, 1, in, 2, &out, 1);
         assert_dims(&out, od.rank, od.d);
         int64_t *map = alloc_map(&out);
         for (int64_t j = 0; j < ir_tensor_count(&out); j++) {
@@ -1393,18 +1386,18 @@ static void test_scatter_cases(void **state)
                        tu_tensor_i64(TU_DIMS(4, 1), (int64_t[]){4, 3, 1, 7}),
                        tu_tensor_f32(TU_DIMS(4), (float[]){9, 10, 11, 12})},
               out;
-    run_ok("ScatterND", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("ScatterND", NULL, 0, in, 3, &out, 1);
     assert_f32(&out, (float[]){1, 11, 3, 10, 9, 6, 7, 12}, 8);
     tu_tensor_free(&out);
     free_all(in + 1, 2);
     in[1] = tu_tensor_i64(TU_DIMS(2, 1), (int64_t[]){4, -4});
     in[2] = tu_tensor_f32(TU_DIMS(2), (float[]){5, 6});
     kiln_attr red = KILN_ATTR_S("reduction", "add");
-    run_ok("ScatterND", &red, 1, in, 3, &out, 1);
+    tu_run_op_ok("ScatterND", &red, 1, in, 3, &out, 1);
     assert_f32(&out, (float[]){1, 2, 3, 4, 16, 6, 7, 8}, 8);
     tu_tensor_free(&out);
     red = KILN_ATTR_S("reduction", "mul");
-    run_ok("ScatterND", &red, 1, in, 3, &out, 1);
+    tu_run_op_ok("ScatterND", &red, 1, in, 3, &out, 1);
     assert_f32(&out, (float[]){1, 2, 3, 4, 150, 6, 7, 8}, 8);
     tu_tensor_free(&out);
     red = KILN_ATTR_S("reduction", "sum");
@@ -1420,7 +1413,7 @@ static void test_scatter_cases(void **state)
     in[0] = tu_tensor_f32(TU_DIMS(3, 3), NULL);
     in[1] = tu_tensor_i64(TU_DIMS(2, 3), (int64_t[]){1, 0, 2, 0, 2, 1});
     in[2] = tu_tensor_f32(TU_DIMS(2, 3), (float[]){1.0f, 1.1f, 1.2f, 2.0f, 2.1f, 2.2f});
-    run_ok("ScatterElements", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("ScatterElements", NULL, 0, in, 3, &out, 1);
     assert_f32(&out, (float[]){2.0f, 1.1f, 0, 1.0f, 0, 2.2f, 0, 2.1f, 1.2f}, 9);
     tu_tensor_free(&out);
     free_all(in, 3);
@@ -1428,13 +1421,13 @@ static void test_scatter_cases(void **state)
     in[1] = tu_tensor_i64(TU_DIMS(1, 2), (int64_t[]){1, -3});
     in[2] = tu_tensor_f32(TU_DIMS(1, 2), (float[]){1.1f, 2.1f});
     kiln_attr at[2] = {KILN_ATTR_I("axis", 1), KILN_ATTR_S("reduction", "none")};
-    run_ok("ScatterElements", at, 2, in, 3, &out, 1);
+    tu_run_op_ok("ScatterElements", at, 2, in, 3, &out, 1);
     assert_f32(&out, (float[]){1, 1.1f, 2.1f, 4, 5}, 5);
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
     in[1] = tu_tensor_i64(TU_DIMS(1, 2), (int64_t[]){1, 1});
     at[1] = KILN_ATTR_S("reduction", "add");
-    run_ok("ScatterElements", at, 2, in, 3, &out, 1);
+    tu_run_op_ok("ScatterElements", at, 2, in, 3, &out, 1);
     assert_f32(&out, (float[]){1, 5.2f, 3, 4, 5}, 5);
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
@@ -1486,7 +1479,7 @@ static void test_scatter_sweep(void **state)
                     ir_tensor_set(&in[i], j, (double)tu_int(&r, -3, 3));
         kiln_attr at[2] = {KILN_ATTR_S("reduction", red),
                            KILN_ATTR_I("axis", axis - (tu_int(&r, 0, 1) ? rank : 0))};
-        run_ok(nd ? "ScatterND" : "ScatterElements", at, nd ? 1 : 2, in, 3, &out, 1);
+        tu_run_op_ok(nd ? "ScatterND" : "ScatterElements", at, nd ? 1 : 2, in, 3, &out, 1);
         assert_dims(&out, d.rank, d.d);
         /* reference: apply each update in order, through an index map */
         ir_tensor want = tu_tensor(dt, d.rank, d.d, in[0].data);
@@ -1588,7 +1581,7 @@ static void test_resize_cases(void **state)
     ir_tensor in[4] = {tu_tensor_f32(TU_DIMS(1, 1, 2, 2), x), tu_absent(),
                        tu_tensor_f32(TU_DIMS(4), (float[]){1, 1, 2, 3}), tu_absent()},
               out;
-    run_ok("Resize", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("Resize", NULL, 0, in, 3, &out, 1);
     assert_dims(&out, 4, (int64_t[]){1, 1, 4, 6});
     assert_f32(&out,
                (float[]){1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 3, 3, 3, 4, 4, 4},
@@ -1598,13 +1591,13 @@ static void test_resize_cases(void **state)
     in[2] = tu_tensor_f32(TU_DIMS(4), (float[]){1, 1, 2, 2});
     kiln_attr lin[2] = {KILN_ATTR_S("mode", "linear"),
                         KILN_ATTR_S("coordinate_transformation_mode", "align_corners")};
-    run_ok("Resize", lin, 1, in, 3, &out, 1);
+    tu_run_op_ok("Resize", lin, 1, in, 3, &out, 1);
     assert_f32(&out,
                (float[]){1, 1.25f, 1.75f, 2, 1.5f, 1.75f, 2.25f, 2.5f, 2.5f, 2.75f, 3.25f, 3.5f, 3,
                          3.25f, 3.75f, 4},
                16);
     tu_tensor_free(&out);
-    run_ok("Resize", lin, 2, in, 3, &out, 1);
+    tu_run_op_ok("Resize", lin, 2, in, 3, &out, 1);
     float t = 1.0f / 3.0f;
     assert_f32(&out,
                (float[]){1, 1 + t, 1 + 2 * t, 2, 1 + 2 * t, 2, 2 + t, 2 + 2 * t, 2 + t, 2 + 2 * t,
@@ -1615,11 +1608,11 @@ static void test_resize_cases(void **state)
     /* downsampling: scales 0.6 on 2x4 */
     in[0] = tu_tensor_f32(TU_DIMS(1, 1, 2, 4), (float[]){1, 2, 3, 4, 5, 6, 7, 8});
     in[2] = tu_tensor_f32(TU_DIMS(4), (float[]){1, 1, 0.6f, 0.6f});
-    run_ok("Resize", lin, 1, in, 3, &out, 1);
+    tu_run_op_ok("Resize", lin, 1, in, 3, &out, 1);
     assert_dims(&out, 4, (int64_t[]){1, 1, 1, 2});
     assert_f32(&out, (float[]){2.6666665f, 4.3333331f}, 2);
     tu_tensor_free(&out);
-    run_ok("Resize", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("Resize", NULL, 0, in, 3, &out, 1);
     assert_f32(&out, (float[]){1, 3}, 2);
     tu_tensor_free(&out);
     /* sizes with axes, and keep_aspect_ratio_policy */
@@ -1628,12 +1621,12 @@ static void test_resize_cases(void **state)
     in[3] = ints(2, (int64_t[]){1, 3});
     kiln_attr ax[2] = {KILN_ATTR_IS("axes", ((int64_t[]){-2, -1}), 2),
                        KILN_ATTR_S("keep_aspect_ratio_policy", "not_larger")};
-    run_ok("Resize", ax, 2, in, 4, &out, 1);
+    tu_run_op_ok("Resize", ax, 2, in, 4, &out, 1);
     assert_dims(&out, 4, (int64_t[]){1, 1, 1, 2}); /* scale min(1/2, 3/4) = 0.5 -> 1x2 */
     assert_f32(&out, (float[]){1, 3}, 2);
     tu_tensor_free(&out);
     ax[1] = KILN_ATTR_S("keep_aspect_ratio_policy", "not_smaller");
-    run_ok("Resize", ax, 2, in, 4, &out, 1);
+    tu_run_op_ok("Resize", ax, 2, in, 4, &out, 1);
     assert_dims(&out, 4, (int64_t[]){1, 1, 2, 3}); /* scale 0.75: round(1.5)=2, 3 */
     tu_tensor_free(&out);
 
@@ -1686,14 +1679,14 @@ static void test_resize_cubic_antialias_crop(void **state)
               out;
     kiln_attr cubic[3] = {KILN_ATTR_S("mode", "cubic"), KILN_ATTR_F("cubic_coeff_a", -0.5f),
                           KILN_ATTR_I("exclude_outside", 1)};
-    run_ok("Resize", cubic, 1, in, 3, &out, 1);
+    tu_run_op_ok("Resize", cubic, 1, in, 3, &out, 1);
     assert_dims(&out, 4, (int64_t[]){1, 1, 8, 8});
     float up[] = {0.47265625f, 0.76953125f, 1.24609375f, 1.875f, 2.28125f, 2.91015625f};
     for (int i = 0; i < 6; i++) assert_true(fabsf(((float *)out.data)[i] - up[i]) < 1e-5f);
     tu_tensor_free(&out);
     tu_tensor_free(&in[2]);
     in[2] = tu_tensor_f32(TU_DIMS(4), (float[]){1, 1, 0.8f, 0.8f});
-    run_ok("Resize", cubic, 3, in, 3, &out, 1);
+    tu_run_op_ok("Resize", cubic, 3, in, 3, &out, 1);
     assert_dims(&out, 4, (int64_t[]){1, 1, 3, 3});
     float eo[] = {1.3681267f, 2.6695013f, 4.0133367f, 6.573625f, 7.875f,
                   9.218835f,  11.948966f, 13.250341f, 14.594176f};
@@ -1703,7 +1696,7 @@ static void test_resize_cubic_antialias_crop(void **state)
     tu_tensor_free(&in[2]);
     in[2] = tu_tensor_f32(TU_DIMS(4), (float[]){1, 1, 0.6f, 0.6f});
     kiln_attr aa[2] = {KILN_ATTR_S("mode", "linear"), KILN_ATTR_I("antialias", 1)};
-    run_ok("Resize", aa, 2, in, 3, &out, 1);
+    tu_run_op_ok("Resize", aa, 2, in, 3, &out, 1);
     tu_assert_close(out.data, ((float[]){2.875f, 4.5f, 9.375f, 11.0f}), 4, 1e-6);
     tu_tensor_free(&out);
     /* antialiased cubic to sizes 3x3 */
@@ -1711,7 +1704,7 @@ static void test_resize_cubic_antialias_crop(void **state)
     in[2] = tu_absent();
     in[3] = ints(4, (int64_t[]){1, 1, 3, 3});
     aa[0] = (kiln_attr)KILN_ATTR_S("mode", "cubic");
-    run_ok("Resize", aa, 2, in, 4, &out, 1);
+    tu_run_op_ok("Resize", aa, 2, in, 4, &out, 1);
     float ac[] = {1.7750092f, 3.1200073f, 4.4650054f,  7.1550016f, 8.5f,
                   9.844998f,  12.534994f, 13.8799925f, 15.224991f};
     tu_assert_close(out.data, ac, 9, 1e-6);
@@ -1721,7 +1714,7 @@ static void test_resize_cubic_antialias_crop(void **state)
     kiln_attr crop[3] = {KILN_ATTR_S("mode", "linear"),
                          KILN_ATTR_S("coordinate_transformation_mode", "tf_crop_and_resize"),
                          KILN_ATTR_F("extrapolation_value", 10.0f)};
-    run_ok("Resize", crop, 3, in, 4, &out, 1);
+    tu_run_op_ok("Resize", crop, 3, in, 4, &out, 1);
     tu_assert_close(out.data, ((float[]){7.6f, 10, 10, 12.4f, 10, 10, 10, 10, 10}), 9, 1e-6);
     tu_tensor_free(&out);
     /* too strong an antialiased downscale for the tap buffer */
@@ -1793,7 +1786,7 @@ static void test_resize_sweep(void **state)
             KILN_ATTR_S("mode", linear ? "linear" : "nearest"),
             KILN_ATTR_S("coordinate_transformation_mode", ct), KILN_ATTR_S("nearest_mode", nm),
             KILN_ATTR_S("keep_aspect_ratio_policy", ka), KILN_ATTR_IS("axes", axes, (int32_t)na)};
-        run_ok("Resize", at, give_axes ? 5 : 4, in, use_sizes ? 4 : 3, &out, 1);
+        tu_run_op_ok("Resize", at, give_axes ? 5 : 4, in, use_sizes ? 4 : 3, &out, 1);
         assert_dims(&out, od.rank, od.d);
         /* reference: resize one axis at a time */
         int64_t n = ir_tensor_count(&in[0]);
@@ -1831,19 +1824,19 @@ static void test_generators(void **state)
 {
     ir_tensor in[3] = {ints(2, (int64_t[]){2, 3})}, out;
     kiln_attr at[2] = {KILN_ATTR_F("value", 5.0f), KILN_ATTR_I("dtype", KILN_DTYPE_I32)};
-    run_ok("ConstantOfShape", at, 2, in, 1, &out, 1);
+    tu_run_op_ok("ConstantOfShape", at, 2, in, 1, &out, 1);
     assert_dims(&out, 2, (int64_t[]){2, 3});
     assert_int_equal(out.dtype, KILN_DTYPE_I32);
     for (int i = 0; i < 6; i++) assert_int_equal(((int32_t *)out.data)[i], 5);
     tu_tensor_free(&out);
-    run_ok("ConstantOfShape", NULL, 0, in, 1, &out, 1);
+    tu_run_op_ok("ConstantOfShape", NULL, 0, in, 1, &out, 1);
     assert_f32(&out, (float[]){0, 0, 0, 0, 0, 0}, 6);
     tu_tensor_free(&out);
     at[1] = KILN_ATTR_I("dtype", 99);
     run_err("ConstantOfShape", at, 2, in, 1, 1, KILN_ERR_UNSUPPORTED, "dtype 99");
     tu_tensor_free(&in[0]);
     in[0] = tu_tensor_i64(TU_DIMS(0), NULL);
-    run_ok("ConstantOfShape", at, 1, in, 1, &out, 1);
+    tu_run_op_ok("ConstantOfShape", at, 1, in, 1, &out, 1);
     assert_dims(&out, 0, NULL);
     assert_f32(&out, (float[]){5}, 1);
     tu_tensor_free(&out);
@@ -1856,21 +1849,21 @@ static void test_generators(void **state)
     in[0] = scalar_i64(3);
     in[1] = scalar_i64(9);
     in[2] = scalar_i64(3);
-    run_ok("Range", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("Range", NULL, 0, in, 3, &out, 1);
     assert_i64(&out, (int64_t[]){3, 6}, 2);
     tu_tensor_free(&out);
     free_all(in, 3);
     in[0] = scalar_i64(10);
     in[1] = scalar_i64(4);
     in[2] = scalar_i64(-2);
-    run_ok("Range", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("Range", NULL, 0, in, 3, &out, 1);
     assert_i64(&out, (int64_t[]){10, 8, 6}, 3);
     tu_tensor_free(&out);
     free_all(in, 3);
     in[0] = scalar_i64(INT64_MIN);
     in[1] = scalar_i64(INT64_MAX);
     in[2] = scalar_i64(INT64_MAX);
-    run_ok("Range", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("Range", NULL, 0, in, 3, &out, 1);
     assert_i64(&out, (int64_t[]){INT64_MIN, -1, INT64_MAX - 1}, 3);
     tu_tensor_free(&out);
     tu_tensor_free(&in[2]);
@@ -1883,7 +1876,7 @@ static void test_generators(void **state)
     in[0] = scalar_f32(1.0f);
     in[1] = scalar_f32(2.0f);
     in[2] = scalar_f32(0.3f);
-    run_ok("Range", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("Range", NULL, 0, in, 3, &out, 1);
     assert_f32(&out, (float[]){1.0f, 1.3f, 1.6f, 1.9f}, 4);
     tu_tensor_free(&out);
     tu_tensor_free(&in[2]);
@@ -1893,7 +1886,7 @@ static void test_generators(void **state)
     in[0] = tu_tensor(KILN_DTYPE_I32, 0, NULL, (int32_t[]){5});
     in[1] = tu_tensor(KILN_DTYPE_I32, 0, NULL, (int32_t[]){-2});
     in[2] = tu_tensor(KILN_DTYPE_I32, 0, NULL, (int32_t[]){-3});
-    run_ok("Range", NULL, 0, in, 3, &out, 1);
+    tu_run_op_ok("Range", NULL, 0, in, 3, &out, 1);
     assert_int_equal(out.dtype, KILN_DTYPE_I32);
     assert_dims(&out, 1, (int64_t[]){3});
     assert_true(((int32_t *)out.data)[0] == 5 && ((int32_t *)out.data)[2] == -1);
@@ -1907,7 +1900,7 @@ static void test_generators(void **state)
         float (*from)(uint16_t) = h ? kiln_bf16_to_f32 : kiln_f16_to_f32;
         uint16_t v[3] = {to(1.0f), to(5.0f), to(1.5f)};
         for (int i = 0; i < 3; i++) in[i] = tu_tensor(dt, 0, NULL, &v[i]);
-        run_ok("Range", NULL, 0, in, 3, &out, 1);
+        tu_run_op_ok("Range", NULL, 0, in, 3, &out, 1);
         assert_int_equal(out.dtype, dt);
         assert_dims(&out, 1, (int64_t[]){3});
         for (int i = 0; i < 3; i++)
@@ -1920,11 +1913,11 @@ static void test_generators(void **state)
     in[0] = tu_tensor_f32(TU_DIMS(3, 4), NULL);
     at[0] = KILN_ATTR_I("k", 1);
     at[1] = KILN_ATTR_I("dtype", KILN_DTYPE_I64);
-    run_ok("EyeLike", at, 2, in, 1, &out, 1);
+    tu_run_op_ok("EyeLike", at, 2, in, 1, &out, 1);
     assert_i64(&out, (int64_t[]){0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1}, 12);
     tu_tensor_free(&out);
     at[0] = KILN_ATTR_I("k", INT64_MIN);
-    run_ok("EyeLike", at, 1, in, 1, &out, 1);
+    tu_run_op_ok("EyeLike", at, 1, in, 1, &out, 1);
     assert_f32(&out, (float[]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 12);
     tu_tensor_free(&out);
     tu_tensor_free(&in[0]);
@@ -1940,11 +1933,11 @@ static void test_trilu_onehot(void **state)
                                      (float[]){1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}),
                        scalar_i64(-1)},
               out;
-    run_ok("Trilu", NULL, 0, in, 2, &out, 1);
+    tu_run_op_ok("Trilu", NULL, 0, in, 2, &out, 1);
     assert_f32(&out, (float[]){1, 2, 3, 4, 5, 6, 7, 8, 0, 10, 11, 12}, 12);
     tu_tensor_free(&out);
     kiln_attr lower = KILN_ATTR_I("upper", 0);
-    run_ok("Trilu", &lower, 1, in, 1, &out, 1);
+    tu_run_op_ok("Trilu", &lower, 1, in, 1, &out, 1);
     assert_f32(&out, (float[]){1, 0, 0, 0, 5, 6, 0, 0, 9, 10, 11, 0}, 12);
     tu_tensor_free(&out);
     tu_tensor_free(&in[1]);
@@ -1961,7 +1954,7 @@ static void test_trilu_onehot(void **state)
         in[0] = rand_tensor(&r, dt, &d);
         in[1] = scalar_i64(k);
         kiln_attr at = KILN_ATTR_I("upper", upper);
-        run_ok("Trilu", &at, 1, in, 2, &out, 1);
+        tu_run_op_ok("Trilu", &at, 1, in, 2, &out, 1);
         int64_t *map = alloc_map(&out);
         for (int64_t j = 0; j < ir_tensor_count(&out); j++) {
             int64_t idx[8];
@@ -1983,7 +1976,7 @@ static void test_trilu_onehot(void **state)
     in[1] = scalar_f32(10.0f);
     in[2] = tu_tensor_f32(TU_DIMS(2), (float[]){1, 3});
     kiln_attr ax = KILN_ATTR_I("axis", 1);
-    run_ok("OneHot", &ax, 1, in, 3, &out, 1);
+    tu_run_op_ok("OneHot", &ax, 1, in, 3, &out, 1);
     assert_dims(&out, 3, (int64_t[]){2, 10, 2});
     for (int64_t j = 0; j < 40; j++) {
         int64_t b = j / 20, h = (j / 2) % 10, p = j % 2, v = ((int64_t *)in[0].data)[b * 2 + p];
@@ -2012,7 +2005,7 @@ static void test_trilu_onehot(void **state)
         kiln_dims two = {1, {2}};
         in[2] = rand_tensor(&r, dt, &two);
         kiln_attr at = KILN_ATTR_I("axis", axis);
-        run_ok("OneHot", &at, 1, in, 3, &out, 1);
+        tu_run_op_ok("OneHot", &at, 1, in, 3, &out, 1);
         memset(&od, 0, sizeof od);
         for (int32_t k = 0; k <= rank; k++)
             od.d[od.rank++] = k == a ? depth : id.d[k < a ? k : k - 1];

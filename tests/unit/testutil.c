@@ -150,3 +150,49 @@ done:
     ir_graph_free(&g);
     return st;
 }
+
+void tu_run_op_ok_(const char *op, const kiln_attr *attrs, int32_t n_attrs, const ir_tensor *in,
+                   int32_t n_in, ir_tensor *out, int32_t n_out, const char *file, int line)
+{
+    kiln_status st = tu_run_op(op, attrs, n_attrs, in, n_in, out, n_out);
+    if (st == KILN_OK) return;
+    print_error("%s:%d: %s failed: %s: %s\n", file, line, op, kiln_status_name(st),
+                kiln_last_error());
+    _fail(file, line);
+}
+
+void tu_check_op_error_(const char *op, kiln_status st, kiln_status want, const char *text,
+                        const char *file, int line)
+{
+    const char *m = kiln_last_error();
+    if (st == want && strstr(m, "node 'node'") && (!text || strstr(m, text))) return;
+    print_error("%s:%d: %s: status %s, message \"%s\"; expected %s with \"%s\"\n", file, line, op,
+                kiln_status_name(st), m, kiln_status_name(want), text ? text : "");
+    _fail(file, line);
+}
+
+void tu_expect_op_error_(const char *op, const kiln_attr *attrs, int32_t n_attrs,
+                         const ir_tensor *in, int32_t n_in, int32_t n_out, kiln_status want,
+                         const char *text, const char *file, int line)
+{
+    ir_tensor out[16];
+    if (n_out > 16) n_out = 16;
+    kiln_status st = tu_run_op(op, attrs, n_attrs, in, n_in, out, n_out);
+    for (int32_t i = 0; i < n_out; i++) tu_tensor_free(&out[i]);
+    tu_check_op_error_(op, st, want, text, file, line);
+}
+
+void tu_build_survives_allocation_failures(kiln_network *net)
+{
+    long k;
+    for (k = 0; k < 20000; k++) {
+        kiln_engine *e = NULL;
+        kiln_alloc_fail_after(k);
+        kiln_status st = kiln_build(net, NULL, &e);
+        kiln_alloc_fail_after(-1);
+        kiln_engine_destroy(e);
+        if (st == KILN_OK) break;
+        if (st != KILN_ERR_OUT_OF_MEMORY) fail_msg("failure %ld: %s", k, kiln_last_error());
+    }
+    assert_true(k < 20000);
+}

@@ -52,4 +52,28 @@ void tu_tensor_free(ir_tensor *t);
 kiln_status tu_run_op(const char *op, const kiln_attr *attrs, int32_t n_attrs, const ir_tensor *in,
                       int32_t n_in, ir_tensor *out, int32_t n_out);
 
+/* tu_run_op that must succeed: fails the test with the op's message otherwise. */
+#define tu_run_op_ok(op, attrs, n_attrs, in, n_in, out, n_out)                                     \
+    tu_run_op_ok_(op, attrs, n_attrs, in, n_in, out, n_out, __FILE__, __LINE__)
+void tu_run_op_ok_(const char *op, const kiln_attr *attrs, int32_t n_attrs, const ir_tensor *in,
+                   int32_t n_in, ir_tensor *out, int32_t n_out, const char *file, int line);
+
+/* Checks a failed call: status `want`, a message naming the node ("node 'node'", as
+ * tu_run_op names it) and containing `text` (NULL: any). */
+#define tu_check_op_error(op, st, want, text)                                                      \
+    tu_check_op_error_(op, st, want, text, __FILE__, __LINE__)
+void tu_check_op_error_(const char *op, kiln_status st, kiln_status want, const char *text,
+                        const char *file, int line);
+
+/* tu_run_op that must fail as tu_check_op_error describes; outputs are freed. */
+#define tu_expect_op_error(op, attrs, n_attrs, in, n_in, n_out, want, text)                        \
+    tu_expect_op_error_(op, attrs, n_attrs, in, n_in, n_out, want, text, __FILE__, __LINE__)
+void tu_expect_op_error_(const char *op, const kiln_attr *attrs, int32_t n_attrs,
+                         const ir_tensor *in, int32_t n_in, int32_t n_out, kiln_status want,
+                         const char *text, const char *file, int line);
+
+/* Builds `net` with the N-th allocation failing, for every N until a build succeeds:
+ * each failure must report KILN_ERR_OUT_OF_MEMORY (leaks show in the sanitizer build). */
+void tu_build_survives_allocation_failures(kiln_network *net);
+
 #endif
