@@ -9,279 +9,70 @@
 #include "build/build.h"
 #include "ir/network.h"
 #include "opt/opt.h"
-#include "testutil.h"
-
-/* ---- building networks ---- */
-
-#define NAMES(...) ((const char *const[]){__VA_ARGS__})
-#define COUNT(...) ((int32_t)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)))
-#define IN(...)    NAMES(__VA_ARGS__), COUNT(__VA_ARGS__)
-#define OUT(...)   NAMES(__VA_ARGS__), COUNT(__VA_ARGS__)
-#define ATTRS(...)                                                                                 \
-    ((const kiln_attr[]){__VA_ARGS__}),                                                            \
-        ((int32_t)(sizeof((const kiln_attr[]){__VA_ARGS__}) / sizeof(kiln_attr)))
-#define NO_ATTRS NULL, 0
-
-static kiln_network *net_new(void)
-{
-    kiln_network *net = NULL;
-    assert_int_equal(kiln_network_create(&net), KILN_OK);
-    return net;
-}
-
-static void input(kiln_network *net, const char *name, int32_t rank, const int64_t *dims)
-{
-    kiln_dims s = kiln_dims_make(rank, dims);
-    assert_int_equal(kiln_network_add_input(net, name, KILN_DTYPE_F32, &s), KILN_OK);
-}
-
-static void constant(kiln_network *net, const char *name, kiln_dtype dt, int32_t rank,
-                     const int64_t *dims, const void *data)
-{
-    kiln_dims s = kiln_dims_make(rank, dims);
-    size_t bytes = (size_t)kiln_dims_count(&s) * kiln_dtype_size(dt);
-    assert_int_equal(kiln_network_add_constant(net, name, dt, &s, data, bytes), KILN_OK);
-}
-
-static void ints(kiln_network *net, const char *name, int32_t n, const int64_t *v)
-{
-    int64_t d[1] = {n};
-    constant(net, name, KILN_DTYPE_I64, 1, d, v);
-}
-
-/* A seeded f32 constant in [-1, 1). */
-static void weights(kiln_network *net, const char *name, int32_t rank, const int64_t *dims,
-                    uint64_t seed)
-{
-    kiln_dims s = kiln_dims_make(rank, dims);
-    int64_t n = kiln_dims_count(&s);
-    float *w = malloc(sizeof(float) * (size_t)(n ? n : 1));
-    tu_rng r = {seed};
-    tu_fill(&r, w, n, -1.0f, 1.0f);
-    constant(net, name, KILN_DTYPE_F32, rank, dims, w);
-    free(w);
-}
-
-static void layer(kiln_network *net, const char *op, const char *name, const char *const *in,
-                  int32_t n_in, const char *const *out, int32_t n_out, const kiln_attr *attrs,
-                  int32_t n_attrs)
-{
-    kiln_status st = kiln_network_add_layer(net, op, name, in, n_in, out, n_out, attrs, n_attrs);
-    if (st) print_error("%s\n", kiln_last_error());
-    assert_int_equal(st, KILN_OK);
-}
-
-static void output(kiln_network *net, const char *name)
-{
-    assert_int_equal(kiln_network_mark_output(net, name), KILN_OK);
-}
-
-/* ---- running one pass on the builder's view of a network ---- */
-
-/* The graph as the pipeline sees it: cloned, verified, shapes inferred. */
-static void prepare(const kiln_network *net, ir_graph *g)
-{
-    int32_t folded = 0;
-    assert_int_equal(ir_graph_clone(&net->g, g), KILN_OK);
-    assert_int_equal(ir_graph_verify(g), KILN_OK);
-    kiln_status st = build_infer(g, &folded);
-    if (st) print_error("%s\n", kiln_last_error());
-    assert_int_equal(st, KILN_OK);
-}
-
-/* Runs `pass` once, then dead-code; returns the pass's change count. */
-static int32_t run_pass(ir_graph *g, opt_pass_fn pass)
-{
-    int32_t changes = 0, dead = 0;
-    kiln_status st = pass(g, &changes);
-    if (st) print_error("%s\n", kiln_last_error());
-    assert_int_equal(st, KILN_OK);
-    assert_int_equal(opt_dead_code(g, &dead), KILN_OK);
-    assert_int_equal(ir_graph_verify(g), KILN_OK);
-    return changes;
-}
-
-static const ir_node *node(const ir_graph *g, const char *name)
-{
-    int32_t id = kiln_strmap_get(&g->node_by_name, name);
-    if (id < 0) print_error("no layer '%s'\n", name);
-    assert_true(id >= 0);
-    return &g->nodes[id];
-}
-
-static bool live(const ir_graph *g, const char *name) { return !node(g, name)->dead; }
-
-static int32_t live_count(const ir_graph *g)
-{
-    int32_t n = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++) n += !g->nodes[i].dead;
-    return n;
-}
-
-/* Name of the tensor input k of layer `name` reads. */
-static const char *reads(const ir_graph *g, const char *name, int32_t k)
-{
-    const ir_node *n = node(g, name);
-    assert_true(k < n->n_in && n->in[k] >= 0);
-    return g->values[n->in[k]].name;
-}
-
-static const char *writes(const ir_graph *g, const char *name, int32_t k)
-{
-    const ir_node *n = node(g, name);
-    assert_true(k < n->n_out);
-    return g->values[n->out[k]].name;
-}
-
-static bool is_constant(const ir_graph *g, const char *value)
-{
-    int32_t v = ir_graph_find_value(g, value);
-    assert_true(v >= 0);
-    return g->values[v].kind == IR_VALUE_CONSTANT;
-}
-
-/* ---- same numbers with the pass on and off ---- */
-
-typedef struct io_bufs {
-    int32_t n;
-    const char *names[16];
-    void *data[16];
-    size_t bytes[16];
-    kiln_dtype dtype[16];
-    bool is_input[16];
-} io_bufs;
-
-static kiln_engine *build_with(const kiln_network *net, const char *disabled)
-{
-    kiln_config *cfg = NULL;
-    kiln_engine *e = NULL;
-    assert_int_equal(kiln_config_create(&cfg), KILN_OK);
-    if (disabled) assert_int_equal(kiln_config_disable_pass(cfg, disabled), KILN_OK);
-    kiln_status st = kiln_build(net, cfg, &e);
-    if (st) print_error("build failed: %s\n", kiln_last_error());
-    assert_int_equal(st, KILN_OK);
-    kiln_config_destroy(cfg);
-    return e;
-}
-
-/* Binds seeded inputs (the same for every engine of the network) and fresh outputs. */
-static void run_engine(kiln_engine *e, io_bufs *b)
-{
-    kiln_context *c = NULL;
-    assert_int_equal(kiln_context_create(e, &c), KILN_OK);
-    b->n = kiln_engine_num_io(e);
-    assert_true(b->n <= 16);
-    for (int32_t i = 0; i < b->n; i++) {
-        kiln_dims s;
-        b->names[i] = kiln_engine_io_name(e, i);
-        b->is_input[i] = kiln_engine_io_mode(e, b->names[i]) == KILN_IO_INPUT;
-        assert_int_equal(kiln_engine_tensor_info(e, b->names[i], &b->dtype[i], &s), KILN_OK);
-        b->bytes[i] = (size_t)kiln_dims_count(&s) * kiln_dtype_size(b->dtype[i]);
-        b->data[i] = calloc(1, b->bytes[i] + 1);
-        if (b->is_input[i]) {
-            tu_rng r = {1000 + (uint64_t)i};
-            assert_int_equal(b->dtype[i], KILN_DTYPE_F32);
-            tu_fill(&r, b->data[i], kiln_dims_count(&s), -2.0f, 2.0f);
-        }
-        assert_int_equal(kiln_context_set_tensor(c, b->names[i], b->data[i]), KILN_OK);
-    }
-    kiln_status st = kiln_context_run(c);
-    if (st) print_error("run failed: %s\n", kiln_last_error());
-    assert_int_equal(st, KILN_OK);
-    kiln_context_destroy(c);
-}
-
-static void free_bufs(io_bufs *b)
-{
-    for (int32_t i = 0; i < b->n; i++) free(b->data[i]);
-}
-
-/* Builds `net` with every pass and with `pass` off, runs both on the same inputs and
- * compares every output: bit for bit when tol is 0, else within rel-L2 tol. */
-static void same_numbers(const kiln_network *net, const char *pass, double tol)
-{
-    kiln_engine *on = build_with(net, NULL), *off = build_with(net, pass);
-    io_bufs a, b;
-    run_engine(on, &a);
-    run_engine(off, &b);
-    assert_int_equal(a.n, b.n);
-    for (int32_t i = 0; i < a.n; i++) {
-        assert_string_equal(a.names[i], b.names[i]);
-        if (a.is_input[i]) continue;
-        assert_int_equal(a.bytes[i], b.bytes[i]);
-        if (tol == 0.0 || a.dtype[i] != KILN_DTYPE_F32)
-            assert_memory_equal(a.data[i], b.data[i], a.bytes[i]);
-        else
-            tu_assert_close(a.data[i], b.data[i], (int64_t)(a.bytes[i] / 4), tol);
-    }
-    free_bufs(&a);
-    free_bufs(&b);
-    kiln_engine_destroy(on);
-    kiln_engine_destroy(off);
-}
+#include "testnet.h"
 
 /* ---- identity ---- */
 
 static void test_identity_removes_noops(void **state)
 {
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(2, 3, 4));
-    input(net, "x2", TU_DIMS(6, 4));
-    ints(net, "shape", 3, (int64_t[]){2, 3, 4});
-    ints(net, "pads", 6, (int64_t[]){0, 0, 0, 0, 0, 0});
-    ints(net, "st", 2, (int64_t[]){0, 0});
-    ints(net, "en", 2, (int64_t[]){100, 3});
-    ints(net, "ax", 2, (int64_t[]){0, 1});
-    layer(net, "Identity", "id", IN("x"), OUT("a"), NO_ATTRS);
-    layer(net, "Cast", "cast", IN("a"), OUT("b"), ATTRS(KILN_ATTR_I("to", KILN_DTYPE_F32)));
-    layer(net, "Reshape", "reshape", IN("b", "shape"), OUT("c"), NO_ATTRS);
-    layer(net, "Transpose", "tr", IN("c"), OUT("d"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 1, 2}), 3)));
-    layer(net, "Pad", "pad", IN("d", "pads"), OUT("e"), NO_ATTRS);
-    layer(net, "Slice", "slice", IN("e", "st", "en", "ax"), OUT("f"), NO_ATTRS);
-    layer(net, "Expand", "expand", IN("f", "shape"), OUT("g"), NO_ATTRS);
-    layer(net, "Squeeze", "squeeze", IN("g"), OUT("h"), NO_ATTRS); /* no size-1 axis */
-    layer(net, "Relu", "relu", IN("h"), OUT("y"), NO_ATTRS);
-    layer(net, "Flatten", "flatten", IN("x2"), OUT("f2"), NO_ATTRS); /* 2-D, axis 1 */
-    layer(net, "Neg", "neg", IN("f2"), OUT("y2"), NO_ATTRS);
-    output(net, "y");
-    output(net, "y2");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(2, 3, 4));
+    tn_input(net, "x2", TU_DIMS(6, 4));
+    tn_ints(net, "shape", 3, (int64_t[]){2, 3, 4});
+    tn_ints(net, "pads", 6, (int64_t[]){0, 0, 0, 0, 0, 0});
+    tn_ints(net, "st", 2, (int64_t[]){0, 0});
+    tn_ints(net, "en", 2, (int64_t[]){100, 3});
+    tn_ints(net, "ax", 2, (int64_t[]){0, 1});
+    tn_layer(net, "Identity", "id", IN("x"), OUT("a"), NO_ATTRS);
+    tn_layer(net, "Cast", "cast", IN("a"), OUT("b"), ATTRS(KILN_ATTR_I("to", KILN_DTYPE_F32)));
+    tn_layer(net, "Reshape", "reshape", IN("b", "shape"), OUT("c"), NO_ATTRS);
+    tn_layer(net, "Transpose", "tr", IN("c"), OUT("d"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 1, 2}), 3)));
+    tn_layer(net, "Pad", "pad", IN("d", "pads"), OUT("e"), NO_ATTRS);
+    tn_layer(net, "Slice", "slice", IN("e", "st", "en", "ax"), OUT("f"), NO_ATTRS);
+    tn_layer(net, "Expand", "expand", IN("f", "shape"), OUT("g"), NO_ATTRS);
+    tn_layer(net, "Squeeze", "squeeze", IN("g"), OUT("h"), NO_ATTRS); /* no size-1 axis */
+    tn_layer(net, "Relu", "relu", IN("h"), OUT("y"), NO_ATTRS);
+    tn_layer(net, "Flatten", "flatten", IN("x2"), OUT("f2"), NO_ATTRS); /* 2-D, axis 1 */
+    tn_layer(net, "Neg", "neg", IN("f2"), OUT("y2"), NO_ATTRS);
+    tn_output(net, "y");
+    tn_output(net, "y2");
 
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_identity), 9);
-    assert_int_equal(live_count(&g), 2);
-    assert_string_equal(reads(&g, "relu", 0), "x");
-    assert_string_equal(reads(&g, "neg", 0), "x2");
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_identity), 9);
+    assert_int_equal(tn_live_count(&g), 2);
+    assert_string_equal(tn_reads(&g, "relu", 0), "x");
+    assert_string_equal(tn_reads(&g, "neg", 0), "x2");
     ir_graph_free(&g);
-    same_numbers(net, "identity", 0);
+    tn_same_numbers(net, "identity", 0);
     kiln_network_destroy(net);
 }
 
 static void test_identity_keeps_real_work(void **state)
 {
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(2, 3, 4));
-    ints(net, "shape", 2, (int64_t[]){6, 4});
-    ints(net, "pads", 6, (int64_t[]){0, 1, 0, 0, 0, 0});
-    ints(net, "st", 1, (int64_t[]){-1});
-    ints(net, "en", 1, (int64_t[]){-100});
-    ints(net, "ax", 1, (int64_t[]){2});
-    ints(net, "step", 1, (int64_t[]){-1});
-    layer(net, "Transpose", "tr", IN("x"), OUT("a"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 2, 1}), 3)));
-    layer(net, "Slice", "reverse", IN("x", "st", "en", "ax", "step"), OUT("b"), NO_ATTRS);
-    layer(net, "Pad", "pad", IN("x", "pads"), OUT("c"), NO_ATTRS);
-    layer(net, "Reshape", "reshape", IN("x", "shape"), OUT("d"), NO_ATTRS);
-    layer(net, "Cast", "to_i32", IN("x"), OUT("e"), ATTRS(KILN_ATTR_I("to", KILN_DTYPE_I32)));
-    for (int i = 0; i < 5; i++) output(net, (const char *[]){"a", "b", "c", "d", "e"}[i]);
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(2, 3, 4));
+    tn_ints(net, "shape", 2, (int64_t[]){6, 4});
+    tn_ints(net, "pads", 6, (int64_t[]){0, 1, 0, 0, 0, 0});
+    tn_ints(net, "st", 1, (int64_t[]){-1});
+    tn_ints(net, "en", 1, (int64_t[]){-100});
+    tn_ints(net, "ax", 1, (int64_t[]){2});
+    tn_ints(net, "step", 1, (int64_t[]){-1});
+    tn_layer(net, "Transpose", "tr", IN("x"), OUT("a"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 2, 1}), 3)));
+    tn_layer(net, "Slice", "reverse", IN("x", "st", "en", "ax", "step"), OUT("b"), NO_ATTRS);
+    tn_layer(net, "Pad", "pad", IN("x", "pads"), OUT("c"), NO_ATTRS);
+    tn_layer(net, "Reshape", "reshape", IN("x", "shape"), OUT("d"), NO_ATTRS);
+    tn_layer(net, "Cast", "to_i32", IN("x"), OUT("e"), ATTRS(KILN_ATTR_I("to", KILN_DTYPE_I32)));
+    for (int i = 0; i < 5; i++) tn_output(net, (const char *[]){"a", "b", "c", "d", "e"}[i]);
 
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_identity), 0);
-    assert_int_equal(live_count(&g), 5);
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_identity), 0);
+    assert_int_equal(tn_live_count(&g), 5);
     ir_graph_free(&g);
-    same_numbers(net, "identity", 0);
+    tn_same_numbers(net, "identity", 0);
     kiln_network_destroy(net);
 }
 
@@ -289,22 +80,22 @@ static void test_identity_network_outputs(void **state)
 {
     /* x -> Identity -> y: both are bound by name, so the layer stays. a -> Identity -> z
      * with a private to it: Relu writes z itself. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(4));
-    layer(net, "Identity", "pass", IN("x"), OUT("y"), NO_ATTRS);
-    layer(net, "Relu", "relu", IN("x"), OUT("a"), NO_ATTRS);
-    layer(net, "Identity", "id", IN("a"), OUT("z"), NO_ATTRS);
-    output(net, "y");
-    output(net, "z");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(4));
+    tn_layer(net, "Identity", "pass", IN("x"), OUT("y"), NO_ATTRS);
+    tn_layer(net, "Relu", "relu", IN("x"), OUT("a"), NO_ATTRS);
+    tn_layer(net, "Identity", "id", IN("a"), OUT("z"), NO_ATTRS);
+    tn_output(net, "y");
+    tn_output(net, "z");
 
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_identity), 1);
-    assert_true(live(&g, "pass"));
-    assert_false(live(&g, "id"));
-    assert_string_equal(writes(&g, "relu", 0), "z");
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_identity), 1);
+    assert_true(tn_live(&g, "pass"));
+    assert_false(tn_live(&g, "id"));
+    assert_string_equal(tn_writes(&g, "relu", 0), "z");
     ir_graph_free(&g);
-    same_numbers(net, "identity", 0);
+    tn_same_numbers(net, "identity", 0);
     kiln_network_destroy(net);
 }
 
@@ -314,17 +105,17 @@ static void test_identity_network_outputs(void **state)
  * are 8 KiB: more than the builder folds for shapes, so the pass does it. */
 static kiln_network *folding_net(void)
 {
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(3, 32));
-    weights(net, "w", TU_DIMS(64, 32), 7);
-    constant(net, "k", KILN_DTYPE_F32, 0, NULL, (float[]){2.0f});
-    layer(net, "Mul", "scale_w", IN("w", "k"), OUT("w2"), NO_ATTRS);
-    layer(net, "Transpose", "tr_w", IN("w2"), OUT("wt"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0}), 2)));
-    layer(net, "MatMul", "mm", IN("x", "wt"), OUT("y"), NO_ATTRS);
-    layer(net, "Sigmoid", "sig_w", IN("w2"), OUT("ws"), NO_ATTRS);
-    output(net, "y");
-    output(net, "ws");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(3, 32));
+    tn_weights(net, "w", TU_DIMS(64, 32), 7, -1.0f, 1.0f);
+    tn_constant(net, "k", KILN_DTYPE_F32, 0, NULL, (float[]){2.0f});
+    tn_layer(net, "Mul", "scale_w", IN("w", "k"), OUT("w2"), NO_ATTRS);
+    tn_layer(net, "Transpose", "tr_w", IN("w2"), OUT("wt"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0}), 2)));
+    tn_layer(net, "MatMul", "mm", IN("x", "wt"), OUT("y"), NO_ATTRS);
+    tn_layer(net, "Sigmoid", "sig_w", IN("w2"), OUT("ws"), NO_ATTRS);
+    tn_output(net, "y");
+    tn_output(net, "ws");
     return net;
 }
 
@@ -332,20 +123,20 @@ static void test_constant_folding(void **state)
 {
     kiln_network *net = folding_net();
     ir_graph g;
-    prepare(net, &g);
+    tn_prepare(net, &g);
     /* The builder's inference left the 8 KiB work alone. */
-    assert_int_equal(live_count(&g), 4);
-    assert_int_equal(run_pass(&g, opt_constant_folding), 3);
-    assert_int_equal(live_count(&g), 1);
-    assert_true(live(&g, "mm"));
-    assert_string_equal(reads(&g, "mm", 1), "wt");
-    assert_true(is_constant(&g, "wt"));
-    assert_true(is_constant(&g, "ws")); /* a network output can be a constant */
+    assert_int_equal(tn_live_count(&g), 4);
+    assert_int_equal(tn_run_pass(&g, opt_constant_folding), 3);
+    assert_int_equal(tn_live_count(&g), 1);
+    assert_true(tn_live(&g, "mm"));
+    assert_string_equal(tn_reads(&g, "mm", 1), "wt");
+    assert_true(tn_is_constant(&g, "wt"));
+    assert_true(tn_is_constant(&g, "ws")); /* a network output can be a constant */
     int32_t wt = ir_graph_find_value(&g, "wt");
     assert_int_equal(g.values[wt].producer, -1);
     assert_int_equal(g.values[wt].nbytes, 64 * 32 * 4);
     ir_graph_free(&g);
-    same_numbers(net, "constant-folding", 1e-6);
+    tn_same_numbers(net, "constant-folding", 1e-6);
     kiln_network_destroy(net);
 }
 
@@ -353,20 +144,20 @@ static void test_constant_folding_limits(void **state)
 {
     /* Expanding a scalar to 16 MiB + 4 bytes is over the cap; a layer reading the
      * input is not constant work. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(1));
-    constant(net, "one", KILN_DTYPE_F32, 0, NULL, (float[]){1.0f});
-    ints(net, "big", 1, (int64_t[]){(16 << 20) / 4 + 1});
-    layer(net, "Expand", "expand", IN("one", "big"), OUT("e"), NO_ATTRS);
-    layer(net, "ReduceSum", "sum", IN("e"), OUT("s"), NO_ATTRS);
-    layer(net, "Add", "add", IN("x", "s"), OUT("y"), NO_ATTRS);
-    output(net, "y");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(1));
+    tn_constant(net, "one", KILN_DTYPE_F32, 0, NULL, (float[]){1.0f});
+    tn_ints(net, "big", 1, (int64_t[]){(16 << 20) / 4 + 1});
+    tn_layer(net, "Expand", "expand", IN("one", "big"), OUT("e"), NO_ATTRS);
+    tn_layer(net, "ReduceSum", "sum", IN("e"), OUT("s"), NO_ATTRS);
+    tn_layer(net, "Add", "add", IN("x", "s"), OUT("y"), NO_ATTRS);
+    tn_output(net, "y");
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_constant_folding), 0);
-    assert_true(live(&g, "expand"));
-    assert_true(live(&g, "sum"));
-    assert_true(live(&g, "add"));
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_constant_folding), 0);
+    assert_true(tn_live(&g, "expand"));
+    assert_true(tn_live(&g, "sum"));
+    assert_true(tn_live(&g, "add"));
     ir_graph_free(&g);
     kiln_network_destroy(net);
 }
@@ -375,23 +166,23 @@ static void test_builder_folds_only_shape_work(void **state)
 {
     /* A small all-constant layer (shape arithmetic size) is folded during inference, a
      * larger one is not; Shape is folded whatever its input. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(2, 3));
-    weights(net, "small", TU_DIMS(1024), 1); /* 4 KiB: folded */
-    weights(net, "large", TU_DIMS(1025), 2); /* just over */
-    layer(net, "Neg", "neg_small", IN("small"), OUT("a"), NO_ATTRS);
-    layer(net, "Neg", "neg_large", IN("large"), OUT("b"), NO_ATTRS);
-    layer(net, "Shape", "shape", IN("x"), OUT("s"), NO_ATTRS);
-    output(net, "a");
-    output(net, "b");
-    output(net, "s");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(2, 3));
+    tn_weights(net, "small", TU_DIMS(1024), 1, -1.0f, 1.0f); /* 4 KiB: folded */
+    tn_weights(net, "large", TU_DIMS(1025), 2, -1.0f, 1.0f); /* just over */
+    tn_layer(net, "Neg", "neg_small", IN("small"), OUT("a"), NO_ATTRS);
+    tn_layer(net, "Neg", "neg_large", IN("large"), OUT("b"), NO_ATTRS);
+    tn_layer(net, "Shape", "shape", IN("x"), OUT("s"), NO_ATTRS);
+    tn_output(net, "a");
+    tn_output(net, "b");
+    tn_output(net, "s");
     ir_graph g;
-    prepare(net, &g);
-    assert_false(live(&g, "neg_small"));
-    assert_true(live(&g, "neg_large"));
-    assert_false(live(&g, "shape"));
+    tn_prepare(net, &g);
+    assert_false(tn_live(&g, "neg_small"));
+    assert_true(tn_live(&g, "neg_large"));
+    assert_false(tn_live(&g, "shape"));
     ir_graph_free(&g);
-    same_numbers(net, "constant-folding", 0);
+    tn_same_numbers(net, "constant-folding", 0);
     kiln_network_destroy(net);
 }
 
@@ -400,30 +191,30 @@ static void test_builder_folds_only_shape_work(void **state)
 static void test_cse_merges(void **state)
 {
     /* Two equal constants make two equal Muls, which make two equal Relus. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(2, 8));
-    weights(net, "c1", TU_DIMS(8), 3);
-    weights(net, "c2", TU_DIMS(8), 3);
-    layer(net, "Mul", "m1", IN("x", "c1"), OUT("a1"), NO_ATTRS);
-    layer(net, "Mul", "m2", IN("x", "c2"), OUT("a2"), NO_ATTRS);
-    layer(net, "Relu", "r1", IN("a1"), OUT("b1"), NO_ATTRS);
-    layer(net, "Relu", "r2", IN("a2"), OUT("b2"), NO_ATTRS);
-    layer(net, "Sub", "sub", IN("b1", "b2"), OUT("y"), NO_ATTRS);
-    layer(net, "Add", "add", IN("a2", "b2"), OUT("z"), NO_ATTRS);
-    output(net, "y");
-    output(net, "z");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(2, 8));
+    tn_weights(net, "c1", TU_DIMS(8), 3, -1.0f, 1.0f);
+    tn_weights(net, "c2", TU_DIMS(8), 3, -1.0f, 1.0f);
+    tn_layer(net, "Mul", "m1", IN("x", "c1"), OUT("a1"), NO_ATTRS);
+    tn_layer(net, "Mul", "m2", IN("x", "c2"), OUT("a2"), NO_ATTRS);
+    tn_layer(net, "Relu", "r1", IN("a1"), OUT("b1"), NO_ATTRS);
+    tn_layer(net, "Relu", "r2", IN("a2"), OUT("b2"), NO_ATTRS);
+    tn_layer(net, "Sub", "sub", IN("b1", "b2"), OUT("y"), NO_ATTRS);
+    tn_layer(net, "Add", "add", IN("a2", "b2"), OUT("z"), NO_ATTRS);
+    tn_output(net, "y");
+    tn_output(net, "z");
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_cse), 3);
-    assert_false(live(&g, "m2"));
-    assert_false(live(&g, "r2"));
-    assert_string_equal(reads(&g, "m1", 1), "c1");
-    assert_string_equal(reads(&g, "sub", 0), "b1");
-    assert_string_equal(reads(&g, "sub", 1), "b1");
-    assert_string_equal(reads(&g, "add", 0), "a1");
-    assert_string_equal(reads(&g, "add", 1), "b1");
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_cse), 3);
+    assert_false(tn_live(&g, "m2"));
+    assert_false(tn_live(&g, "r2"));
+    assert_string_equal(tn_reads(&g, "m1", 1), "c1");
+    assert_string_equal(tn_reads(&g, "sub", 0), "b1");
+    assert_string_equal(tn_reads(&g, "sub", 1), "b1");
+    assert_string_equal(tn_reads(&g, "add", 0), "a1");
+    assert_string_equal(tn_reads(&g, "add", 1), "b1");
     ir_graph_free(&g);
-    same_numbers(net, "cse", 0);
+    tn_same_numbers(net, "cse", 0);
     kiln_network_destroy(net);
 }
 
@@ -431,32 +222,32 @@ static void test_cse_leaves_different_work(void **state)
 {
     /* Different attributes, different constants (one bit apart, or too large to compare),
      * and different inputs are different work. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(4, 8));
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(4, 8));
     float a[8] = {1, 2, 3, 4, 5, 6, 7, 8}, b[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     b[7] = nextafterf(b[7], 9.0f);
-    constant(net, "ca", KILN_DTYPE_F32, TU_DIMS(8), a);
-    constant(net, "cb", KILN_DTYPE_F32, TU_DIMS(8), b);
-    weights(net, "big1", TU_DIMS(8, 2049), 5); /* 64 KiB + 32 bytes, same bytes */
-    weights(net, "big2", TU_DIMS(8, 2049), 5);
-    layer(net, "LeakyRelu", "l1", IN("x"), OUT("l1o"), ATTRS(KILN_ATTR_F("alpha", 0.1f)));
-    layer(net, "LeakyRelu", "l2", IN("x"), OUT("l2o"), ATTRS(KILN_ATTR_F("alpha", 0.2f)));
-    layer(net, "Softmax", "s0", IN("x"), OUT("s0o"), ATTRS(KILN_ATTR_I("axis", 0)));
-    layer(net, "Softmax", "s1", IN("x"), OUT("s1o"), ATTRS(KILN_ATTR_I("axis", 1)));
-    layer(net, "Add", "pa", IN("x", "ca"), OUT("pao"), NO_ATTRS);
-    layer(net, "Add", "pb", IN("x", "cb"), OUT("pbo"), NO_ATTRS);
-    layer(net, "Sub", "d1", IN("x", "l1o"), OUT("d1o"), NO_ATTRS);
-    layer(net, "Sub", "d2", IN("l1o", "x"), OUT("d2o"), NO_ATTRS);
-    layer(net, "MatMul", "g1", IN("x", "big1"), OUT("g1o"), NO_ATTRS);
-    layer(net, "MatMul", "g2", IN("x", "big2"), OUT("g2o"), NO_ATTRS);
+    tn_constant(net, "ca", KILN_DTYPE_F32, TU_DIMS(8), a);
+    tn_constant(net, "cb", KILN_DTYPE_F32, TU_DIMS(8), b);
+    tn_weights(net, "big1", TU_DIMS(8, 2049), 5, -1.0f, 1.0f); /* 64 KiB + 32 bytes, same bytes */
+    tn_weights(net, "big2", TU_DIMS(8, 2049), 5, -1.0f, 1.0f);
+    tn_layer(net, "LeakyRelu", "l1", IN("x"), OUT("l1o"), ATTRS(KILN_ATTR_F("alpha", 0.1f)));
+    tn_layer(net, "LeakyRelu", "l2", IN("x"), OUT("l2o"), ATTRS(KILN_ATTR_F("alpha", 0.2f)));
+    tn_layer(net, "Softmax", "s0", IN("x"), OUT("s0o"), ATTRS(KILN_ATTR_I("axis", 0)));
+    tn_layer(net, "Softmax", "s1", IN("x"), OUT("s1o"), ATTRS(KILN_ATTR_I("axis", 1)));
+    tn_layer(net, "Add", "pa", IN("x", "ca"), OUT("pao"), NO_ATTRS);
+    tn_layer(net, "Add", "pb", IN("x", "cb"), OUT("pbo"), NO_ATTRS);
+    tn_layer(net, "Sub", "d1", IN("x", "l1o"), OUT("d1o"), NO_ATTRS);
+    tn_layer(net, "Sub", "d2", IN("l1o", "x"), OUT("d2o"), NO_ATTRS);
+    tn_layer(net, "MatMul", "g1", IN("x", "big1"), OUT("g1o"), NO_ATTRS);
+    tn_layer(net, "MatMul", "g2", IN("x", "big2"), OUT("g2o"), NO_ATTRS);
     const char *outs[] = {"l2o", "s0o", "s1o", "pao", "pbo", "d1o", "d2o", "g1o", "g2o"};
-    for (int i = 0; i < 9; i++) output(net, outs[i]);
+    for (int i = 0; i < 9; i++) tn_output(net, outs[i]);
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_cse), 0);
-    assert_int_equal(live_count(&g), 10);
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_cse), 0);
+    assert_int_equal(tn_live_count(&g), 10);
     ir_graph_free(&g);
-    same_numbers(net, "cse", 0);
+    tn_same_numbers(net, "cse", 0);
     kiln_network_destroy(net);
 }
 
@@ -464,26 +255,26 @@ static void test_cse_network_outputs(void **state)
 {
     /* y1 and y2 are both network outputs: nothing to merge. a (private) and y3 (an
      * output): the kept layer writes y3, and a's reader follows. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(6));
-    layer(net, "Relu", "r1", IN("x"), OUT("y1"), NO_ATTRS);
-    layer(net, "Relu", "r2", IN("x"), OUT("y2"), NO_ATTRS);
-    layer(net, "Sigmoid", "s1", IN("x"), OUT("a"), NO_ATTRS);
-    layer(net, "Sigmoid", "s2", IN("x"), OUT("y3"), NO_ATTRS);
-    layer(net, "Neg", "neg", IN("a"), OUT("y4"), NO_ATTRS);
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(6));
+    tn_layer(net, "Relu", "r1", IN("x"), OUT("y1"), NO_ATTRS);
+    tn_layer(net, "Relu", "r2", IN("x"), OUT("y2"), NO_ATTRS);
+    tn_layer(net, "Sigmoid", "s1", IN("x"), OUT("a"), NO_ATTRS);
+    tn_layer(net, "Sigmoid", "s2", IN("x"), OUT("y3"), NO_ATTRS);
+    tn_layer(net, "Neg", "neg", IN("a"), OUT("y4"), NO_ATTRS);
     const char *outs[] = {"y1", "y2", "y3", "y4"};
-    for (int i = 0; i < 4; i++) output(net, outs[i]);
+    for (int i = 0; i < 4; i++) tn_output(net, outs[i]);
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_cse), 1);
-    assert_true(live(&g, "r1"));
-    assert_true(live(&g, "r2"));
-    assert_true(live(&g, "s1"));
-    assert_false(live(&g, "s2"));
-    assert_string_equal(writes(&g, "s1", 0), "y3");
-    assert_string_equal(reads(&g, "neg", 0), "y3");
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_cse), 1);
+    assert_true(tn_live(&g, "r1"));
+    assert_true(tn_live(&g, "r2"));
+    assert_true(tn_live(&g, "s1"));
+    assert_false(tn_live(&g, "s2"));
+    assert_string_equal(tn_writes(&g, "s1", 0), "y3");
+    assert_string_equal(tn_reads(&g, "neg", 0), "y3");
     ir_graph_free(&g);
-    same_numbers(net, "cse", 0);
+    tn_same_numbers(net, "cse", 0);
     kiln_network_destroy(net);
 }
 
@@ -491,114 +282,114 @@ static void test_cse_network_outputs(void **state)
 
 static const int64_t *perm_attr(const ir_graph *g, const char *name, int32_t *count)
 {
-    const int64_t *p = ir_attr_ints(node(g, name), "perm", count);
+    const int64_t *p = ir_attr_ints(tn_node(g, name), "perm", count);
     assert_non_null(p);
     return p;
 }
 
 static void test_transpose_pairs(void **state)
 {
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(2, 3, 4, 5));
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(2, 3, 4, 5));
     /* inverse perms: nothing left */
-    layer(net, "Transpose", "t1", IN("x"), OUT("a"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 2, 3, 1}), 4)));
-    layer(net, "Transpose", "t2", IN("a"), OUT("b"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 3, 1, 2}), 4)));
-    layer(net, "Neg", "neg", IN("b"), OUT("y"), NO_ATTRS);
+    tn_layer(net, "Transpose", "t1", IN("x"), OUT("a"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 2, 3, 1}), 4)));
+    tn_layer(net, "Transpose", "t2", IN("a"), OUT("b"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 3, 1, 2}), 4)));
+    tn_layer(net, "Neg", "neg", IN("b"), OUT("y"), NO_ATTRS);
     /* composed: axis i of the result is axis p1[p2[i]] of x */
-    layer(net, "Transpose", "u1", IN("x"), OUT("c"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0, 2, 3}), 4)));
-    layer(net, "Transpose", "u2", IN("c"), OUT("z"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 2, 1, 3}), 4)));
-    output(net, "y");
-    output(net, "z");
+    tn_layer(net, "Transpose", "u1", IN("x"), OUT("c"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0, 2, 3}), 4)));
+    tn_layer(net, "Transpose", "u2", IN("c"), OUT("z"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){0, 2, 1, 3}), 4)));
+    tn_output(net, "y");
+    tn_output(net, "z");
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_reshape_transpose), 2);
-    assert_int_equal(live_count(&g), 2);
-    assert_string_equal(reads(&g, "neg", 0), "x");
-    assert_string_equal(reads(&g, "u2", 0), "x");
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_reshape_transpose), 2);
+    assert_int_equal(tn_live_count(&g), 2);
+    assert_string_equal(tn_reads(&g, "neg", 0), "x");
+    assert_string_equal(tn_reads(&g, "u2", 0), "x");
     int32_t n = 0;
     const int64_t *p = perm_attr(&g, "u2", &n);
     assert_int_equal(n, 4);
     int64_t want[4] = {1, 2, 0, 3};
     assert_memory_equal(p, want, sizeof want);
     ir_graph_free(&g);
-    same_numbers(net, "reshape-transpose", 0);
+    tn_same_numbers(net, "reshape-transpose", 0);
     kiln_network_destroy(net);
 }
 
 static void test_transpose_shared_intermediate(void **state)
 {
     /* t1's output has two readers: the pair stays. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(2, 3, 4));
-    layer(net, "Transpose", "t1", IN("x"), OUT("a"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){2, 0, 1}), 3)));
-    layer(net, "Transpose", "t2", IN("a"), OUT("y"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 2, 0}), 3)));
-    layer(net, "Relu", "relu", IN("a"), OUT("z"), NO_ATTRS);
-    output(net, "y");
-    output(net, "z");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(2, 3, 4));
+    tn_layer(net, "Transpose", "t1", IN("x"), OUT("a"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){2, 0, 1}), 3)));
+    tn_layer(net, "Transpose", "t2", IN("a"), OUT("y"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 2, 0}), 3)));
+    tn_layer(net, "Relu", "relu", IN("a"), OUT("z"), NO_ATTRS);
+    tn_output(net, "y");
+    tn_output(net, "z");
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_reshape_transpose), 0);
-    assert_int_equal(live_count(&g), 3);
-    assert_string_equal(reads(&g, "t2", 0), "a");
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_reshape_transpose), 0);
+    assert_int_equal(tn_live_count(&g), 3);
+    assert_string_equal(tn_reads(&g, "t2", 0), "a");
     ir_graph_free(&g);
-    same_numbers(net, "reshape-transpose", 0);
+    tn_same_numbers(net, "reshape-transpose", 0);
     kiln_network_destroy(net);
 }
 
 static void test_reshape_chain(void **state)
 {
     /* Reshape -> Unsqueeze -> Flatten -> Squeeze collapses into one Reshape. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(2, 3, 4));
-    ints(net, "s24", 1, (int64_t[]){24});
-    ints(net, "ax0", 1, (int64_t[]){0});
-    ints(net, "ax1", 1, (int64_t[]){1});
-    layer(net, "Reshape", "r1", IN("x", "s24"), OUT("a"), NO_ATTRS);              /* 24 */
-    layer(net, "Unsqueeze", "u", IN("a", "ax1"), OUT("b"), NO_ATTRS);             /* 24x1 */
-    layer(net, "Flatten", "f", IN("b"), OUT("c"), ATTRS(KILN_ATTR_I("axis", 0))); /* 1x24 */
-    layer(net, "Squeeze", "s", IN("c", "ax0"), OUT("d"), NO_ATTRS);               /* 24 */
-    layer(net, "Sigmoid", "sig", IN("d"), OUT("y"), NO_ATTRS);
-    output(net, "y");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(2, 3, 4));
+    tn_ints(net, "s24", 1, (int64_t[]){24});
+    tn_ints(net, "ax0", 1, (int64_t[]){0});
+    tn_ints(net, "ax1", 1, (int64_t[]){1});
+    tn_layer(net, "Reshape", "r1", IN("x", "s24"), OUT("a"), NO_ATTRS);              /* 24 */
+    tn_layer(net, "Unsqueeze", "u", IN("a", "ax1"), OUT("b"), NO_ATTRS);             /* 24x1 */
+    tn_layer(net, "Flatten", "f", IN("b"), OUT("c"), ATTRS(KILN_ATTR_I("axis", 0))); /* 1x24 */
+    tn_layer(net, "Squeeze", "s", IN("c", "ax0"), OUT("d"), NO_ATTRS);               /* 24 */
+    tn_layer(net, "Sigmoid", "sig", IN("d"), OUT("y"), NO_ATTRS);
+    tn_output(net, "y");
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_reshape_transpose), 3);
-    assert_int_equal(live_count(&g), 2);
-    assert_string_equal(node(&g, "s")->op->name, "Reshape");
-    assert_string_equal(reads(&g, "s", 0), "x");
-    int32_t shp = node(&g, "s")->in[1];
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_reshape_transpose), 3);
+    assert_int_equal(tn_live_count(&g), 2);
+    assert_string_equal(tn_node(&g, "s")->op->name, "Reshape");
+    assert_string_equal(tn_reads(&g, "s", 0), "x");
+    int32_t shp = tn_node(&g, "s")->in[1];
     assert_int_equal(g.values[shp].kind, IR_VALUE_CONSTANT);
     assert_int_equal(g.values[shp].shape.d[0], 1);
     assert_int_equal(((const int64_t *)g.values[shp].data)[0], 24);
-    assert_int_equal(node(&g, "s")->n_fused, 4);
+    assert_int_equal(tn_node(&g, "s")->n_fused, 4);
     ir_graph_free(&g);
-    same_numbers(net, "reshape-transpose", 0);
+    tn_same_numbers(net, "reshape-transpose", 0);
     kiln_network_destroy(net);
 }
 
 static void test_reshape_intermediate_is_output(void **state)
 {
     /* a is a network output: both Reshapes stay. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(2, 6));
-    ints(net, "s1", 2, (int64_t[]){3, 4});
-    ints(net, "s2", 1, (int64_t[]){12});
-    layer(net, "Reshape", "r1", IN("x", "s1"), OUT("a"), NO_ATTRS);
-    layer(net, "Reshape", "r2", IN("a", "s2"), OUT("y"), NO_ATTRS);
-    output(net, "a");
-    output(net, "y");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(2, 6));
+    tn_ints(net, "s1", 2, (int64_t[]){3, 4});
+    tn_ints(net, "s2", 1, (int64_t[]){12});
+    tn_layer(net, "Reshape", "r1", IN("x", "s1"), OUT("a"), NO_ATTRS);
+    tn_layer(net, "Reshape", "r2", IN("a", "s2"), OUT("y"), NO_ATTRS);
+    tn_output(net, "a");
+    tn_output(net, "y");
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_reshape_transpose), 0);
-    assert_true(live(&g, "r1"));
-    assert_string_equal(reads(&g, "r2", 0), "a");
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_reshape_transpose), 0);
+    assert_true(tn_live(&g, "r1"));
+    assert_string_equal(tn_reads(&g, "r2", 0), "a");
     ir_graph_free(&g);
-    same_numbers(net, "reshape-transpose", 0);
+    tn_same_numbers(net, "reshape-transpose", 0);
     kiln_network_destroy(net);
 }
 
@@ -606,25 +397,25 @@ static void test_transpose_of_unit_axes_is_reshape(void **state)
 {
     /* [1,3,4] -> perm (1,0,2) -> [3,1,4] keeps the bytes in place: a Reshape, which then
      * merges with the Reshape after it. */
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(1, 3, 4));
-    ints(net, "s", 2, (int64_t[]){3, 4});
-    layer(net, "Transpose", "t", IN("x"), OUT("a"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0, 2}), 3)));
-    layer(net, "Relu", "relu", IN("a"), OUT("y"), NO_ATTRS);
-    layer(net, "Transpose", "t2", IN("x"), OUT("b"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0, 2}), 3)));
-    layer(net, "Reshape", "r", IN("b", "s"), OUT("z"), NO_ATTRS);
-    output(net, "y");
-    output(net, "z");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(1, 3, 4));
+    tn_ints(net, "s", 2, (int64_t[]){3, 4});
+    tn_layer(net, "Transpose", "t", IN("x"), OUT("a"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0, 2}), 3)));
+    tn_layer(net, "Relu", "relu", IN("a"), OUT("y"), NO_ATTRS);
+    tn_layer(net, "Transpose", "t2", IN("x"), OUT("b"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0, 2}), 3)));
+    tn_layer(net, "Reshape", "r", IN("b", "s"), OUT("z"), NO_ATTRS);
+    tn_output(net, "y");
+    tn_output(net, "z");
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_reshape_transpose), 3);
-    assert_string_equal(node(&g, "t")->op->name, "Reshape");
-    assert_false(live(&g, "t2"));
-    assert_string_equal(reads(&g, "r", 0), "x");
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_reshape_transpose), 3);
+    assert_string_equal(tn_node(&g, "t")->op->name, "Reshape");
+    assert_false(tn_live(&g, "t2"));
+    assert_string_equal(tn_reads(&g, "r", 0), "x");
     ir_graph_free(&g);
-    same_numbers(net, "reshape-transpose", 0);
+    tn_same_numbers(net, "reshape-transpose", 0);
     kiln_network_destroy(net);
 }
 
@@ -632,32 +423,32 @@ static void test_transpose_of_unit_axes_is_reshape(void **state)
 
 static void test_matmul_add_to_gemm(void **state)
 {
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(4, 8));
-    weights(net, "w", TU_DIMS(8, 5), 11);
-    weights(net, "b", TU_DIMS(5), 12);
-    weights(net, "b2", TU_DIMS(4, 1), 13);
-    layer(net, "MatMul", "mm", IN("x", "w"), OUT("m"), NO_ATTRS);
-    layer(net, "Add", "bias", IN("m", "b"), OUT("y"), NO_ATTRS);
-    layer(net, "MatMul", "mm2", IN("x", "w"), OUT("m2"), NO_ATTRS);
-    layer(net, "Add", "bias2", IN("b2", "m2"), OUT("a2"), NO_ATTRS); /* bias first */
-    layer(net, "Relu", "relu", IN("a2"), OUT("z"), NO_ATTRS);
-    output(net, "y");
-    output(net, "z");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(4, 8));
+    tn_weights(net, "w", TU_DIMS(8, 5), 11, -1.0f, 1.0f);
+    tn_weights(net, "b", TU_DIMS(5), 12, -1.0f, 1.0f);
+    tn_weights(net, "b2", TU_DIMS(4, 1), 13, -1.0f, 1.0f);
+    tn_layer(net, "MatMul", "mm", IN("x", "w"), OUT("m"), NO_ATTRS);
+    tn_layer(net, "Add", "bias", IN("m", "b"), OUT("y"), NO_ATTRS);
+    tn_layer(net, "MatMul", "mm2", IN("x", "w"), OUT("m2"), NO_ATTRS);
+    tn_layer(net, "Add", "bias2", IN("b2", "m2"), OUT("a2"), NO_ATTRS); /* bias first */
+    tn_layer(net, "Relu", "relu", IN("a2"), OUT("z"), NO_ATTRS);
+    tn_output(net, "y");
+    tn_output(net, "z");
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_matmul_add_to_gemm), 2);
-    assert_int_equal(live_count(&g), 3);
-    assert_string_equal(node(&g, "mm")->op->name, "Gemm");
-    assert_string_equal(reads(&g, "mm", 0), "x");
-    assert_string_equal(reads(&g, "mm", 1), "w");
-    assert_string_equal(reads(&g, "mm", 2), "b");
-    assert_string_equal(writes(&g, "mm", 0), "y");
-    assert_string_equal(reads(&g, "mm2", 2), "b2");
-    assert_string_equal(reads(&g, "relu", 0), "a2");
-    assert_int_equal(node(&g, "mm")->n_fused, 2);
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_matmul_add_to_gemm), 2);
+    assert_int_equal(tn_live_count(&g), 3);
+    assert_string_equal(tn_node(&g, "mm")->op->name, "Gemm");
+    assert_string_equal(tn_reads(&g, "mm", 0), "x");
+    assert_string_equal(tn_reads(&g, "mm", 1), "w");
+    assert_string_equal(tn_reads(&g, "mm", 2), "b");
+    assert_string_equal(tn_writes(&g, "mm", 0), "y");
+    assert_string_equal(tn_reads(&g, "mm2", 2), "b2");
+    assert_string_equal(tn_reads(&g, "relu", 0), "a2");
+    assert_int_equal(tn_node(&g, "mm")->n_fused, 2);
     ir_graph_free(&g);
-    same_numbers(net, "matmul-add-to-gemm", 1e-6);
+    tn_same_numbers(net, "matmul-add-to-gemm", 1e-6);
     kiln_network_destroy(net);
 }
 
@@ -665,30 +456,30 @@ static void test_matmul_add_left_alone(void **state)
 {
     /* 3-D A (batched), B not a constant, the product also a network output, and a bias
      * that widens the result: each stays MatMul + Add. */
-    kiln_network *net = net_new();
-    input(net, "x3", TU_DIMS(2, 4, 8));
-    input(net, "x", TU_DIMS(4, 8));
-    input(net, "wi", TU_DIMS(8, 5));
-    weights(net, "w", TU_DIMS(8, 5), 21);
-    weights(net, "b", TU_DIMS(5), 22);
-    weights(net, "wide", TU_DIMS(3, 4, 5), 23);
-    layer(net, "MatMul", "mm3", IN("x3", "w"), OUT("m3"), NO_ATTRS);
-    layer(net, "Add", "add3", IN("m3", "b"), OUT("y3"), NO_ATTRS);
-    layer(net, "MatMul", "mmi", IN("x", "wi"), OUT("mi"), NO_ATTRS);
-    layer(net, "Add", "addi", IN("mi", "b"), OUT("yi"), NO_ATTRS);
-    layer(net, "MatMul", "mmo", IN("x", "w"), OUT("mo"), NO_ATTRS);
-    layer(net, "Add", "addo", IN("mo", "b"), OUT("yo"), NO_ATTRS);
-    layer(net, "MatMul", "mmw", IN("x", "w"), OUT("mw"), NO_ATTRS);
-    layer(net, "Add", "addw", IN("mw", "wide"), OUT("yw"), NO_ATTRS);
+    kiln_network *net = tn_net();
+    tn_input(net, "x3", TU_DIMS(2, 4, 8));
+    tn_input(net, "x", TU_DIMS(4, 8));
+    tn_input(net, "wi", TU_DIMS(8, 5));
+    tn_weights(net, "w", TU_DIMS(8, 5), 21, -1.0f, 1.0f);
+    tn_weights(net, "b", TU_DIMS(5), 22, -1.0f, 1.0f);
+    tn_weights(net, "wide", TU_DIMS(3, 4, 5), 23, -1.0f, 1.0f);
+    tn_layer(net, "MatMul", "mm3", IN("x3", "w"), OUT("m3"), NO_ATTRS);
+    tn_layer(net, "Add", "add3", IN("m3", "b"), OUT("y3"), NO_ATTRS);
+    tn_layer(net, "MatMul", "mmi", IN("x", "wi"), OUT("mi"), NO_ATTRS);
+    tn_layer(net, "Add", "addi", IN("mi", "b"), OUT("yi"), NO_ATTRS);
+    tn_layer(net, "MatMul", "mmo", IN("x", "w"), OUT("mo"), NO_ATTRS);
+    tn_layer(net, "Add", "addo", IN("mo", "b"), OUT("yo"), NO_ATTRS);
+    tn_layer(net, "MatMul", "mmw", IN("x", "w"), OUT("mw"), NO_ATTRS);
+    tn_layer(net, "Add", "addw", IN("mw", "wide"), OUT("yw"), NO_ATTRS);
     const char *outs[] = {"y3", "yi", "mo", "yo", "yw"};
-    for (int i = 0; i < 5; i++) output(net, outs[i]);
+    for (int i = 0; i < 5; i++) tn_output(net, outs[i]);
     ir_graph g;
-    prepare(net, &g);
-    assert_int_equal(run_pass(&g, opt_matmul_add_to_gemm), 0);
-    assert_int_equal(live_count(&g), 8);
-    assert_string_equal(node(&g, "mm3")->op->name, "MatMul");
+    tn_prepare(net, &g);
+    assert_int_equal(tn_run_pass(&g, opt_matmul_add_to_gemm), 0);
+    assert_int_equal(tn_live_count(&g), 8);
+    assert_string_equal(tn_node(&g, "mm3")->op->name, "MatMul");
     ir_graph_free(&g);
-    same_numbers(net, "matmul-add-to-gemm", 0);
+    tn_same_numbers(net, "matmul-add-to-gemm", 0);
     kiln_network_destroy(net);
 }
 
@@ -709,28 +500,28 @@ static void capture(kiln_log_level level, const char *message, void *user)
 /* One network every pass has work in. */
 static kiln_network *every_pass_net(void)
 {
-    kiln_network *net = net_new();
-    input(net, "x", TU_DIMS(4, 16));
-    weights(net, "w", TU_DIMS(16, 40), 31); /* 2.5 KiB; x2 below is 5 KiB */
-    constant(net, "two", KILN_DTYPE_F32, 0, NULL, (float[]){2.0f});
-    weights(net, "b", TU_DIMS(80), 32);
-    ints(net, "s", 2, (int64_t[]){2, 160});
-    ints(net, "s2", 2, (int64_t[]){2, 160});
-    layer(net, "Concat", "cat_w", IN("w", "w"), OUT("ww"), ATTRS(KILN_ATTR_I("axis", 1)));
-    layer(net, "Mul", "scale", IN("ww", "two"), OUT("w2"), NO_ATTRS);
-    layer(net, "Identity", "id", IN("x"), OUT("xi"), NO_ATTRS);
-    layer(net, "MatMul", "mm", IN("xi", "w2"), OUT("m"), NO_ATTRS);
-    layer(net, "Add", "bias", IN("m", "b"), OUT("a"), NO_ATTRS);
-    layer(net, "Transpose", "t1", IN("a"), OUT("t"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0}), 2)));
-    layer(net, "Transpose", "t2", IN("t"), OUT("u"),
-          ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0}), 2)));
-    layer(net, "Reshape", "r1", IN("u", "s"), OUT("r"), NO_ATTRS);
-    layer(net, "Reshape", "r2", IN("u", "s2"), OUT("q"), NO_ATTRS);
-    layer(net, "Tanh", "tanh1", IN("r"), OUT("h1"), NO_ATTRS);
-    layer(net, "Tanh", "tanh2", IN("q"), OUT("h2"), NO_ATTRS);
-    layer(net, "Add", "sum", IN("h1", "h2"), OUT("y"), NO_ATTRS);
-    output(net, "y");
+    kiln_network *net = tn_net();
+    tn_input(net, "x", TU_DIMS(4, 16));
+    tn_weights(net, "w", TU_DIMS(16, 40), 31, -1.0f, 1.0f); /* 2.5 KiB; x2 below is 5 KiB */
+    tn_constant(net, "two", KILN_DTYPE_F32, 0, NULL, (float[]){2.0f});
+    tn_weights(net, "b", TU_DIMS(80), 32, -1.0f, 1.0f);
+    tn_ints(net, "s", 2, (int64_t[]){2, 160});
+    tn_ints(net, "s2", 2, (int64_t[]){2, 160});
+    tn_layer(net, "Concat", "cat_w", IN("w", "w"), OUT("ww"), ATTRS(KILN_ATTR_I("axis", 1)));
+    tn_layer(net, "Mul", "scale", IN("ww", "two"), OUT("w2"), NO_ATTRS);
+    tn_layer(net, "Identity", "id", IN("x"), OUT("xi"), NO_ATTRS);
+    tn_layer(net, "MatMul", "mm", IN("xi", "w2"), OUT("m"), NO_ATTRS);
+    tn_layer(net, "Add", "bias", IN("m", "b"), OUT("a"), NO_ATTRS);
+    tn_layer(net, "Transpose", "t1", IN("a"), OUT("t"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0}), 2)));
+    tn_layer(net, "Transpose", "t2", IN("t"), OUT("u"),
+             ATTRS(KILN_ATTR_IS("perm", ((const int64_t[]){1, 0}), 2)));
+    tn_layer(net, "Reshape", "r1", IN("u", "s"), OUT("r"), NO_ATTRS);
+    tn_layer(net, "Reshape", "r2", IN("u", "s2"), OUT("q"), NO_ATTRS);
+    tn_layer(net, "Tanh", "tanh1", IN("r"), OUT("h1"), NO_ATTRS);
+    tn_layer(net, "Tanh", "tanh2", IN("q"), OUT("h2"), NO_ATTRS);
+    tn_layer(net, "Add", "sum", IN("h1", "h2"), OUT("y"), NO_ATTRS);
+    tn_output(net, "y");
     return net;
 }
 
@@ -758,7 +549,7 @@ static void test_pipeline_logs_and_numbers(void **state)
     kiln_config_destroy(cfg);
     const char *passes[] = {"constant-folding", "identity", "reshape-transpose", "cse",
                             "matmul-add-to-gemm"};
-    for (int i = 0; i < 5; i++) same_numbers(net, passes[i], 1e-6);
+    for (int i = 0; i < 5; i++) tn_same_numbers(net, passes[i], 1e-6);
     kiln_network_destroy(net);
 }
 
