@@ -225,9 +225,22 @@ KILN_API kiln_status kiln_config_set_precisions(kiln_config *cfg, uint32_t mask)
 KILN_API kiln_status kiln_config_set_log_level(kiln_config *cfg, kiln_log_level level);
 /* Switches an optimization pass off by name (see `kiln build --list-passes`). */
 KILN_API kiln_status kiln_config_disable_pass(kiln_config *cfg, const char *pass);
-/* Fixes the shape of a dynamic input for this build. */
+/* Fixes the shape of a dynamic input for this build: a range of one shape in profile 0
+ * (kiln_config_set_shape_range with min = opt = max). */
 KILN_API kiln_status kiln_config_set_input_shape(kiln_config *cfg, const char *input,
                                                  const kiln_dims *shape);
+
+/* Optimization profiles, as in TensorRT: for each dynamic input the smallest, the usual
+ * and the largest shape a context may give it. The engine runs any shape inside a
+ * profile without rebuilding; kernels are chosen for `opt`, memory is sized for `max`.
+ * `profile` is 0, 1, ...; the index one past the last adds a profile. Every profile must
+ * give a range to every input with a dynamic dimension; inputs it does not name keep
+ * their declared shapes. */
+#define KILN_MAX_PROFILES 8
+KILN_API kiln_status kiln_config_set_shape_range(kiln_config *cfg, int32_t profile,
+                                                 const char *input, const kiln_dims *min,
+                                                 const kiln_dims *opt, const kiln_dims *max);
+KILN_API int32_t kiln_config_num_profiles(const kiln_config *cfg);
 
 /* ---- builder --------------------------------------------------------------------------- */
 
@@ -260,9 +273,23 @@ KILN_API int32_t kiln_engine_num_io(const kiln_engine *engine);
 KILN_API const char *kiln_engine_io_name(const kiln_engine *engine, int32_t index);
 /* KILN_IO_INPUT, KILN_IO_OUTPUT, or KILN_IO_NONE for a name that is not I/O. */
 KILN_API kiln_io_mode kiln_engine_io_mode(const kiln_engine *engine, const char *name);
-/* Dtype and build-time shape of any tensor of the engine, I/O or not. */
+/* Dtype and build-time shape of any tensor of the engine, I/O or not. For an engine with
+ * dynamic shapes this is the largest shape (what memory is planned for); a context tells
+ * the shape for its inputs (kiln_context_tensor_shape). */
 KILN_API kiln_status kiln_engine_tensor_info(const kiln_engine *engine, const char *name,
                                              kiln_dtype *dtype, kiln_dims *shape);
+
+/* Optimization profiles of the engine: 1 for an engine with static shapes. */
+KILN_API int32_t kiln_engine_num_profiles(const kiln_engine *engine);
+typedef enum kiln_profile_bound {
+    KILN_PROFILE_MIN = 0,
+    KILN_PROFILE_OPT = 1,
+    KILN_PROFILE_MAX = 2
+} kiln_profile_bound;
+/* The min, opt or max shape of input `name` in `profile`. */
+KILN_API kiln_status kiln_engine_profile_shape(const kiln_engine *engine, int32_t profile,
+                                               const char *name, kiln_profile_bound bound,
+                                               kiln_dims *shape);
 
 /* One layer of a built engine, for inspection. Strings live as long as the engine. */
 typedef struct kiln_layer_info {
@@ -302,13 +329,26 @@ KILN_API const char *kiln_engine_device(const kiln_engine *engine);
 
 typedef struct kiln_context kiln_context;
 
-/* Creates an execution context; the engine must outlive it. */
+/* Creates an execution context with activation memory of its own
+ * (kiln_engine_arena_bytes); the engine must outlive it. Contexts of one engine share its
+ * weights and may run at the same time on different threads. A new context uses profile 0
+ * with every input at that profile's max shape. */
 KILN_API kiln_status kiln_context_create(kiln_engine *engine, kiln_context **out);
+/* A context without activation memory: give it with kiln_context_set_memory before a run
+ * (TensorRT's createExecutionContextWithoutDeviceMemory). */
+KILN_API kiln_status kiln_context_create_without_memory(kiln_engine *engine, kiln_context **out);
+/* Activation memory for a context made without it: at least kiln_engine_arena_bytes
+ * bytes, 64-byte aligned, owned by the caller, used by one running context at a time. */
+KILN_API kiln_status kiln_context_set_memory(kiln_context *ctx, void *memory, size_t bytes);
 KILN_API void kiln_context_destroy(kiln_context *ctx);
-/* Sets the shape of an input for the next runs (must fit the engine's shapes). */
+/* Selects the optimization profile later shapes must fit; inputs go to its max shapes. */
+KILN_API kiln_status kiln_context_set_profile(kiln_context *ctx, int32_t profile);
+KILN_API int32_t kiln_context_profile(const kiln_context *ctx);
+/* Sets the shape of an input for the next runs: any shape inside the context's profile
+ * (the error names the dimension and the range allowed otherwise). */
 KILN_API kiln_status kiln_context_set_input_shape(kiln_context *ctx, const char *name,
                                                   const kiln_dims *shape);
-/* The current shape of any tensor given the inputs' shapes. */
+/* The current shape of any tensor given the inputs' shapes (outputs: allocate by this). */
 KILN_API kiln_status kiln_context_tensor_shape(const kiln_context *ctx, const char *name,
                                                kiln_dims *shape);
 /* Binds caller memory to an I/O tensor by name. The buffer holds the tensor densely

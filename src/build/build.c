@@ -17,49 +17,10 @@ static bool pass_disabled(const char *name, const void *user)
     return config_pass_disabled((const kiln_config *)user, name);
 }
 
-/* Resolves dynamic input dimensions from the config and checks given shapes fit. */
-static kiln_status apply_input_shapes(ir_graph *g, const kiln_config *cfg)
-{
-    for (int32_t i = 0; i < cfg->n_shapes; i++) {
-        int32_t v = ir_graph_find_value(g, cfg->shapes[i].input);
-        if (v < 0 || g->values[v].kind != IR_VALUE_INPUT)
-            return kiln_error(KILN_ERR_NOT_FOUND,
-                              "config gives a shape for '%s', which is not a network input",
-                              cfg->shapes[i].input);
-    }
-    for (int32_t i = 0; i < g->n_inputs; i++) {
-        ir_value *v = &g->values[g->inputs[i]];
-        const kiln_dims *given = config_input_shape(cfg, v->name);
-        char a[KILN_DIMS_STR_MAX], b[KILN_DIMS_STR_MAX];
-        if (given) {
-            bool fits = given->rank == v->shape.rank;
-            for (int32_t k = 0; fits && k < given->rank; k++)
-                fits = v->shape.d[k] == -1 || v->shape.d[k] == given->d[k];
-            if (!fits)
-                return kiln_error(
-                    KILN_ERR_SHAPE,
-                    "input '%s' is declared %s; the shape %s given for it does not fit", v->name,
-                    kiln_dims_str(&v->shape, a, sizeof a), kiln_dims_str(given, b, sizeof b));
-            v->shape = *given;
-            v->shape_known = true;
-        }
-        for (int32_t k = 0; k < v->shape.rank; k++)
-            if (v->shape.d[k] < 0)
-                return kiln_error(
-                    KILN_ERR_SHAPE,
-                    "input '%s' has a dynamic dimension %d (shape %s): give its shape "
-                    "(kiln_config_set_input_shape, or --shapes %s:...)",
-                    v->name, k, kiln_dims_str(&v->shape, a, sizeof a), v->name);
-        int64_t n;
-        if (!kiln_dims_numel(&v->shape, &n))
-            return kiln_error(KILN_ERR_SHAPE, "input '%s' is too large", v->name);
-    }
-    return KILN_OK;
-}
-
 /* Fills the plan description from the optimized graph. Arrays live in `a`. */
-static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const int32_t *order,
-                            int32_t n_order, const uint64_t *offsets, kiln_arena *a, plan_desc *d)
+static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const build_profiles *prof,
+                            const int32_t *order, int32_t n_order, const uint64_t *offsets,
+                            kiln_arena *a, plan_desc *d)
 {
     int32_t *tid = kiln_arena_alloc(a, sizeof(int32_t) * (size_t)(g->n_values + 1));
     if (!tid) return KILN_ERR_OUT_OF_MEMORY;
@@ -145,6 +106,10 @@ static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const int
     if (!d->inputs || !d->outputs) return KILN_ERR_OUT_OF_MEMORY;
     for (int32_t i = 0; i < g->n_inputs; i++) d->inputs[i] = tid[g->inputs[i]];
     for (int32_t i = 0; i < g->n_outputs; i++) d->outputs[i] = tid[g->outputs[i]];
+    d->n_profiles = prof->dynamic ? prof->n : 0;
+    d->prof_min = prof->min;
+    d->prof_opt = prof->opt;
+    d->prof_max = prof->max;
     d->device = cfg->device;
     d->threads = cfg->threads;
     d->precisions = cfg->precisions;
@@ -181,7 +146,9 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
     }
     int32_t layers_in = g.n_nodes;
     KILN_CHECK(ir_graph_verify(&g));
-    KILN_CHECK(apply_input_shapes(&g, cfg));
+    build_profiles prof;
+    KILN_CHECK(build_profiles_resolve(&g, cfg, &a, &prof));
+    KILN_CHECK(build_profiles_probe(&g, &prof));
     KILN_CHECK(build_infer(&g, &folded));
     if (folded)
         kiln_log(KILN_LOG_INFO, "folded %d layer%s into constants at build time", folded,
@@ -196,7 +163,7 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
     KILN_CHECK(build_memplan(&g, order, n_order, offsets, &mp));
     d.arena_bytes = mp.arena_bytes;
     d.activation_bytes = mp.activation_bytes;
-    KILN_CHECK(describe(&g, cfg, order, n_order, offsets, &a, &d));
+    KILN_CHECK(describe(&g, cfg, &prof, order, n_order, offsets, &a, &d));
 
     char info[256];
     snprintf(info, sizeof info,

@@ -11,9 +11,34 @@
  * Larger constant work is left to the constant-folding pass. */
 #define BUILD_SHAPE_FOLD_BYTES ((size_t)4 << 10)
 
+struct kiln_config;
+
+/* The config's optimization profiles resolved against the network's inputs: per profile
+ * and input (in g->inputs order, profile-major) the min, opt and max shapes. */
+typedef struct build_profiles {
+    int32_t n; /* at least 1: a network with static inputs has one profile of one shape */
+    int32_t n_inputs;
+    kiln_dims *min, *opt, *max;
+    kiln_dims *plan; /* per input: the largest of every profile's max, dimension by dimension */
+    bool dynamic;    /* some input dimension changes within a profile */
+} build_profiles;
+
+/* Checks the config's shapes against the inputs (each profile must cover every dynamic
+ * dimension; declared dimensions cannot change) and sets every input to its planning
+ * shape. Arrays live in `a`. */
+kiln_status build_profiles_resolve(ir_graph *g, const struct kiln_config *cfg, kiln_arena *a,
+                                   build_profiles *p);
+/* For a dynamic build, before inference: infers copies of the graph at every profile's
+ * min, opt and max shapes and records in each value which dimensions change (dyn_dims)
+ * and a signature of its shapes (shape_sig); marks the graph dynamic. */
+kiln_status build_profiles_probe(ir_graph *g, const build_profiles *p);
+
 /* Infers the dtype and shape of every value in topological order. A layer whose op reads
  * only shapes, or whose inputs are all constants and whose outputs are small (shape
- * arithmetic), is evaluated now and becomes a constant; *folded counts them. */
+ * arithmetic), is evaluated now and becomes a constant; *folded counts them. In a dynamic
+ * graph, a value computed from a changing shape is not folded: it keeps its layer (which
+ * runs again for each input shape) and, when it is small shape arithmetic, its value at
+ * the planning shapes in probe_data, for the inference of the layers reading it. */
 kiln_status build_infer(ir_graph *g, int32_t *folded);
 
 /* What the memory planner decided: the arena's size, the plain sum of the activations

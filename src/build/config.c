@@ -27,8 +27,12 @@ void kiln_config_destroy(kiln_config *c)
     if (!c) return;
     for (int32_t i = 0; i < c->n_disabled; i++) kiln_free(c->disabled_passes[i]);
     kiln_free(c->disabled_passes);
-    for (int32_t i = 0; i < c->n_shapes; i++) kiln_free(c->shapes[i].input);
-    kiln_free(c->shapes);
+    for (int32_t p = 0; p < c->n_profiles; p++) {
+        for (int32_t i = 0; i < c->profiles[p].n_ranges; i++)
+            kiln_free(c->profiles[p].ranges[i].input);
+        kiln_free(c->profiles[p].ranges);
+    }
+    kiln_free(c->profiles);
     kiln_free(c);
 }
 
@@ -101,31 +105,76 @@ kiln_status kiln_config_disable_pass(kiln_config *c, const char *pass)
     return KILN_OK;
 }
 
+static kiln_status check_dims(const char *input, const char *what, const kiln_dims *d)
+{
+    if (d->rank < 0 || d->rank > KILN_MAX_RANK)
+        return kiln_error(KILN_ERR_SHAPE, "input '%s': %s shape has rank %d, outside 0..%d", input,
+                          what, d->rank, KILN_MAX_RANK);
+    for (int32_t i = 0; i < d->rank; i++)
+        if (d->d[i] < 0)
+            return kiln_error(KILN_ERR_SHAPE, "input '%s': %s dimension %d is %lld", input, what, i,
+                              (long long)d->d[i]);
+    return KILN_OK;
+}
+
+kiln_status kiln_config_set_shape_range(kiln_config *c, int32_t profile, const char *input,
+                                        const kiln_dims *min, const kiln_dims *opt,
+                                        const kiln_dims *max)
+{
+    NEED_CFG(c);
+    if (!input || !min || !opt || !max)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "input or a shape is NULL");
+    if (profile < 0 || profile > c->n_profiles || profile >= KILN_MAX_PROFILES)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT,
+                          "profile %d: the config has %d profile%s (a new one takes index %d, at "
+                          "most %d in all)",
+                          profile, c->n_profiles, c->n_profiles == 1 ? "" : "s", c->n_profiles,
+                          KILN_MAX_PROFILES);
+    KILN_TRY(check_dims(input, "min", min));
+    KILN_TRY(check_dims(input, "opt", opt));
+    KILN_TRY(check_dims(input, "max", max));
+    if (min->rank != opt->rank || opt->rank != max->rank)
+        return kiln_error(KILN_ERR_SHAPE, "input '%s': min, opt and max have ranks %d, %d and %d",
+                          input, min->rank, opt->rank, max->rank);
+    for (int32_t i = 0; i < min->rank; i++)
+        if (!(min->d[i] <= opt->d[i] && opt->d[i] <= max->d[i]))
+            return kiln_error(KILN_ERR_SHAPE,
+                              "input '%s': dimension %d needs min <= opt <= max, got %lld, %lld, "
+                              "%lld",
+                              input, i, (long long)min->d[i], (long long)opt->d[i],
+                              (long long)max->d[i]);
+    if (profile == c->n_profiles) {
+        config_profile *arr = kiln_realloc(c->profiles, sizeof *arr * (size_t)(c->n_profiles + 1));
+        if (!arr) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+        c->profiles = arr;
+        memset(&arr[c->n_profiles++], 0, sizeof *arr);
+    }
+    config_profile *p = &c->profiles[profile];
+    config_range *r = NULL;
+    for (int32_t i = 0; i < p->n_ranges; i++)
+        if (strcmp(p->ranges[i].input, input) == 0) r = &p->ranges[i];
+    if (!r) {
+        config_range *arr = kiln_realloc(p->ranges, sizeof *arr * (size_t)(p->n_ranges + 1));
+        if (!arr) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+        p->ranges = arr;
+        char *name = kiln_strdup(input);
+        if (!name) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+        r = &arr[p->n_ranges++];
+        r->input = name;
+    }
+    r->min = *min;
+    r->opt = *opt;
+    r->max = *max;
+    return KILN_OK;
+}
+
 kiln_status kiln_config_set_input_shape(kiln_config *c, const char *input, const kiln_dims *shape)
 {
     NEED_CFG(c);
-    if (!input || !shape) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "input or shape is NULL");
-    if (shape->rank < 0 || shape->rank > KILN_MAX_RANK)
-        return kiln_error(KILN_ERR_SHAPE, "input '%s': rank %d is outside 0..%d", input,
-                          shape->rank, KILN_MAX_RANK);
-    for (int32_t i = 0; i < shape->rank; i++)
-        if (shape->d[i] < 0)
-            return kiln_error(KILN_ERR_SHAPE, "input '%s': dimension %d is %lld", input, i,
-                              (long long)shape->d[i]);
-    for (int32_t i = 0; i < c->n_shapes; i++)
-        if (strcmp(c->shapes[i].input, input) == 0) {
-            c->shapes[i].shape = *shape;
-            return KILN_OK;
-        }
-    config_shape *arr = kiln_realloc(c->shapes, sizeof *arr * (size_t)(c->n_shapes + 1));
-    if (!arr) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
-    c->shapes = arr;
-    arr[c->n_shapes].input = kiln_strdup(input);
-    if (!arr[c->n_shapes].input) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
-    arr[c->n_shapes].shape = *shape;
-    c->n_shapes++;
-    return KILN_OK;
+    return kiln_config_set_shape_range(c, 0, input, shape, shape, shape);
 }
+
+int32_t kiln_config_num_profiles(const kiln_config *c) { return c ? c->n_profiles : 0; }
 
 bool config_pass_disabled(const kiln_config *c, const char *pass)
 {
@@ -134,9 +183,10 @@ bool config_pass_disabled(const kiln_config *c, const char *pass)
     return false;
 }
 
-const kiln_dims *config_input_shape(const kiln_config *c, const char *input)
+const config_range *config_range_of(const kiln_config *c, int32_t p, const char *input)
 {
-    for (int32_t i = 0; i < c->n_shapes; i++)
-        if (strcmp(c->shapes[i].input, input) == 0) return &c->shapes[i].shape;
+    if (p < 0 || p >= c->n_profiles) return NULL;
+    for (int32_t i = 0; i < c->profiles[p].n_ranges; i++)
+        if (strcmp(c->profiles[p].ranges[i].input, input) == 0) return &c->profiles[p].ranges[i];
     return NULL;
 }

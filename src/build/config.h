@@ -4,10 +4,18 @@
 
 #include "core/core.h"
 
-typedef struct config_shape {
+/* One input's shape range in an optimization profile. */
+typedef struct config_range {
     char *input;
-    kiln_dims shape;
-} config_shape;
+    kiln_dims min, opt, max;
+} config_range;
+
+/* An optimization profile: a range for some inputs (the others keep their declared
+ * shapes). */
+typedef struct config_profile {
+    config_range *ranges;
+    int32_t n_ranges;
+} config_profile;
 
 struct kiln_config {
     char device[32];
@@ -16,13 +24,14 @@ struct kiln_config {
     kiln_log_level log_level;
     char **disabled_passes;
     int32_t n_disabled;
-    config_shape *shapes;
-    int32_t n_shapes;
+    config_profile *profiles; /* at least one once any shape is given */
+    int32_t n_profiles;
 };
 
 /* Fills `c` with the defaults of kiln_config_create. */
 void config_defaults(struct kiln_config *c);
 bool config_pass_disabled(const struct kiln_config *c, const char *pass);
-const kiln_dims *config_input_shape(const struct kiln_config *c, const char *input);
+/* The range profile `p` gives `input`, NULL if none. */
+const config_range *config_range_of(const struct kiln_config *c, int32_t p, const char *input);
 
 #endif

@@ -66,6 +66,7 @@ kiln_status ir_graph_add_value(ir_graph *g, const char *name, ir_value_kind kind
     v->name = s;
     v->kind = kind;
     v->producer = -1;
+    v->dyn_dims = g->dynamic && kind == IR_VALUE_ACTIVATION ? IR_DIMS_UNKNOWN : 0;
     if (id) *id = g->n_values;
     g->n_values++;
     return KILN_OK;
@@ -360,6 +361,7 @@ kiln_status ir_graph_clone(const ir_graph *src, ir_graph *dst)
     kiln_status st = KILN_OK;
     ir_graph_init(dst);
     dst->auto_names = src->auto_names;
+    dst->dynamic = src->dynamic;
     for (int32_t i = 0; i < src->n_values; i++) {
         const ir_value *v = &src->values[i];
         int32_t id = -1;

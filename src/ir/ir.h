@@ -40,7 +40,25 @@ typedef struct ir_value {
     size_t nbytes;
     int32_t producer; /* node index, -1 for inputs and constants */
     bool is_output;
+    /* Dynamic graphs (ir_graph.dynamic): `shape` is the shape at the largest input shapes
+     * of the profiles; the builder also infers shapes at each profile's min and opt. */
+    uint32_t dyn_dims;      /* bit k: dimension k changes within the profiles; IR_DIMS_UNKNOWN
+                               for values a pass made (treated as changing) */
+    uint64_t shape_sig;     /* a hash of the value's shape at every probe */
+    const void *probe_data; /* a small integer value computed from shapes (Shape -> Gather
+                               -> Concat): known at the build's shapes, for inference only;
+                               the value is an activation recomputed at run time */
 } ir_value;
+
+#define IR_DIMS_UNKNOWN UINT32_MAX
+/* The largest value a dynamic engine computes from shapes ahead of a run (shape
+ * arithmetic: integer tensors of at most this many bytes). */
+#define IR_SHAPE_VALUE_MAX_BYTES 4096
+static inline bool ir_is_shape_value(kiln_dtype dtype, uint64_t bytes)
+{
+    return (dtype == KILN_DTYPE_I64 || dtype == KILN_DTYPE_I32) &&
+           bytes <= IR_SHAPE_VALUE_MAX_BYTES;
+}
 
 struct ir_op;
 
@@ -72,6 +90,7 @@ typedef struct ir_graph {
     kiln_strmap value_by_name;
     kiln_strmap node_by_name;
     int32_t auto_names; /* counter for generated names */
+    bool dynamic;       /* some input's shape changes within the build's profiles */
 } ir_graph;
 
 void ir_graph_init(ir_graph *g);

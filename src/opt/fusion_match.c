@@ -106,11 +106,7 @@ bool fm_scalar_near(const ir_graph *g, int32_t v, double want, double tol)
     return fm_scalar(g, v, &f) && fabs((double)f - want) <= tol;
 }
 
-bool fm_same_shape(const ir_graph *g, int32_t a, int32_t b)
-{
-    const ir_value *va = &g->values[a], *vb = &g->values[b];
-    return va->dtype == vb->dtype && kiln_dims_equal(&va->shape, &vb->shape);
-}
+bool fm_same_shape(const ir_graph *g, int32_t a, int32_t b) { return opt_same_shape(g, a, b); }
 
 bool fm_channel_vector(const ir_graph *g, int32_t v, const kiln_dims *shape, int32_t axis,
                        float *vec)

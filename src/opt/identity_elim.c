@@ -54,8 +54,8 @@ static bool slice_takes_all(const ir_graph *g, const ir_node *n)
 static bool is_identity(const ir_graph *g, const ir_node *n)
 {
     if (n->n_in < 1 || n->n_out != 1 || n->in[0] < 0) return false;
-    const ir_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
-    if (x->dtype != y->dtype || !kiln_dims_equal(&x->shape, &y->shape)) return false;
+    const ir_value *x = &g->values[n->in[0]];
+    if (!opt_same_shape(g, n->in[0], n->out[0])) return false;
     if (is_op(n, "Identity") || is_op(n, "Reshape") || is_op(n, "Flatten") || is_op(n, "Squeeze") ||
         is_op(n, "Unsqueeze") || is_op(n, "Expand"))
         return true;

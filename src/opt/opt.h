@@ -37,6 +37,14 @@ void opt_replace_uses(ir_graph *g, int32_t from, int32_t to);
  * activation with no other reader, the input's producer writes the output directly.
  * Returns false (and changes nothing) when neither is possible. */
 bool opt_bypass(ir_graph *g, int32_t node);
+/* Whether values a and b have one dtype and shape at every input shape the build's
+ * profiles allow: equal now, and in a dynamic graph with the same changing dimensions and
+ * the same shapes at every probe (a value a pass made has no record: not provably equal
+ * unless both are static). Passes compare shapes through this, never kiln_dims_equal. */
+bool opt_same_shape(const ir_graph *g, int32_t a, int32_t b);
+/* Whether value v's shape is the same at every input shape the profiles allow, so that
+ * a pass may write it into a constant (a Reshape's target). */
+bool opt_static_shape(const ir_graph *g, int32_t v);
 /* Records that node `into` now also computes what node `from` did (for inspect). */
 kiln_status opt_record_fusion(ir_graph *g, int32_t into, int32_t from);
 /* Adds a node during a pass, with a name derived from `base` that is not in use;

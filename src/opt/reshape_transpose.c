@@ -94,8 +94,8 @@ static kiln_status to_reshape(ir_graph *g, int32_t id, int32_t x)
 static void drop_if_identity(ir_graph *g, int32_t id)
 {
     ir_node *n = &g->nodes[id];
-    const ir_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
-    if (!kiln_dims_equal(&x->shape, &y->shape)) return;
+    const ir_value *x = &g->values[n->in[0]];
+    if (!opt_same_shape(g, n->in[0], n->out[0])) return;
     if (is_transpose(n)) {
         int32_t perm[KILN_MAX_RANK];
         perm_of(n, x->shape.rank, perm);
@@ -146,9 +146,9 @@ static bool moves_only_unit_axes(const ir_graph *g, const ir_node *n)
 static kiln_status transpose_to_reshape(ir_graph *g, int32_t id, int32_t *changes)
 {
     ir_node *n = &g->nodes[id];
-    if (!moves_only_unit_axes(g, n)) return KILN_OK;
-    const ir_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
-    if (kiln_dims_equal(&x->shape, &y->shape)) return KILN_OK; /* the identity pass's */
+    /* The Reshape's target is a constant: the output's shape must not change. */
+    if (!moves_only_unit_axes(g, n) || !opt_static_shape(g, n->out[0])) return KILN_OK;
+    if (opt_same_shape(g, n->in[0], n->out[0])) return KILN_OK; /* the identity pass's */
     KILN_TRY(to_reshape(g, id, n->in[0]));
     (*changes)++;
     kiln_log(KILN_LOG_VERBOSE,
@@ -161,7 +161,7 @@ static kiln_status transpose_to_reshape(ir_graph *g, int32_t id, int32_t *change
 static kiln_status merge_reshapes(ir_graph *g, int32_t id, int32_t *changes)
 {
     int32_t pid = private_producer(g, id, is_shape_op);
-    if (pid < 0) return KILN_OK;
+    if (pid < 0 || !opt_static_shape(g, g->nodes[id].out[0])) return KILN_OK;
     int32_t x = g->nodes[pid].in[0];
     const char *was = g->nodes[id].op->name;
     KILN_TRY(to_reshape(g, id, x));

@@ -146,3 +146,17 @@ kiln_status opt_add_constant(ir_graph *g, const char *base, kiln_dtype dtype,
     size_t bytes = (size_t)kiln_dims_count(shape) * kiln_dtype_size(dtype);
     return ir_graph_add_constant(g, name, dtype, shape, bytes ? data : "", bytes, true, value);
 }
+
+bool opt_static_shape(const ir_graph *g, int32_t v)
+{
+    return !g->dynamic || g->values[v].dyn_dims == 0;
+}
+
+bool opt_same_shape(const ir_graph *g, int32_t a, int32_t b)
+{
+    const ir_value *va = &g->values[a], *vb = &g->values[b];
+    if (va->dtype != vb->dtype || !kiln_dims_equal(&va->shape, &vb->shape)) return false;
+    if (!g->dynamic || a == b || (va->dyn_dims == 0 && vb->dyn_dims == 0)) return true;
+    return va->dyn_dims != IR_DIMS_UNKNOWN && va->dyn_dims == vb->dyn_dims &&
+           va->shape_sig == vb->shape_sig;
+}

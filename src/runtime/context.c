@@ -8,13 +8,56 @@
 struct kiln_context {
     kiln_engine *e;
     uint8_t *arena;      /* engine's arena_bytes, 64-byte aligned */
-    ir_tensor *tensors;  /* per engine tensor: dtype, shape, where its data lives */
+    bool own_arena;      /* false: memory the caller gave (kiln_context_set_memory) */
+    ir_tensor *tensors;  /* per engine tensor: dtype, current shape, where its data lives */
     void **bound;        /* per engine tensor: the caller's buffer for I/O tensors */
     ir_tensor *in, *out; /* scratch for one layer's tensor lists */
     int32_t threads;
+    int32_t profile;
+    bool stale; /* input shapes changed since the other tensors' shapes were inferred */
 };
 
-kiln_status kiln_context_create(kiln_engine *e, kiln_context **out)
+/* Points every activation at its place in the arena (NULL while there is none). */
+static void place_activations(kiln_context *c)
+{
+    const plan_desc *d = &c->e->d;
+    for (int32_t i = 0; i < d->n_tensors; i++) {
+        const plan_tensor *t = &d->tensors[i];
+        if (!(t->flags & (PLAN_T_CONSTANT | PLAN_T_INPUT | PLAN_T_OUTPUT)))
+            c->tensors[i].data = c->arena ? c->arena + t->offset : NULL;
+    }
+}
+
+/* Input `i`'s range in profile `p` (a static engine: its recorded shape). */
+static void input_range(const kiln_engine *e, int32_t p, int32_t i, const kiln_dims **min,
+                        const kiln_dims **opt, const kiln_dims **max)
+{
+    const plan_desc *d = &e->d;
+    if (d->n_profiles == 0) {
+        *min = *opt = *max = &d->tensors[d->inputs[i]].shape;
+        return;
+    }
+    size_t at = (size_t)p * (size_t)d->n_inputs + (size_t)i;
+    *min = &d->prof_min[at];
+    *opt = &d->prof_opt[at];
+    *max = &d->prof_max[at];
+}
+
+/* Every input at profile `p`'s largest shapes. */
+static void select_profile(kiln_context *c, int32_t p)
+{
+    const plan_desc *d = &c->e->d;
+    c->profile = p;
+    for (int32_t i = 0; i < d->n_inputs; i++) {
+        const kiln_dims *min, *opt, *max;
+        input_range(c->e, p, i, &min, &opt, &max);
+        ir_tensor *t = &c->tensors[d->inputs[i]];
+        if (!kiln_dims_equal(&t->shape, max)) c->stale = true;
+        t->shape = *max;
+    }
+}
+
+static kiln_status context_new(kiln_engine *e, bool with_memory, kiln_context **out)
 {
     if (!e || !out)
         return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_context_create: NULL argument");
@@ -31,7 +74,8 @@ kiln_status kiln_context_create(kiln_engine *e, kiln_context **out)
         kiln_alloc_checked((void **)&c->in, (size_t)e->max_in + 1, sizeof *c->in, "context"));
     KILN_CHECK(
         kiln_alloc_checked((void **)&c->out, (size_t)e->max_out + 1, sizeof *c->out, "context"));
-    if (e->d.arena_bytes) {
+    if (e->d.arena_bytes && with_memory) {
+        c->own_arena = true;
         c->arena = kiln_aligned_alloc((size_t)e->d.arena_bytes, PLAN_ALIGN);
         if (!c->arena) {
             st = kiln_error(KILN_ERR_OUT_OF_MEMORY,
@@ -44,11 +88,10 @@ kiln_status kiln_context_create(kiln_engine *e, kiln_context **out)
         const plan_tensor *t = &e->d.tensors[i];
         c->tensors[i].dtype = t->dtype;
         c->tensors[i].shape = t->shape;
-        if (t->flags & PLAN_T_CONSTANT)
-            c->tensors[i].data = (void *)t->data;
-        else if (!(t->flags & (PLAN_T_INPUT | PLAN_T_OUTPUT)))
-            c->tensors[i].data = c->arena + t->offset;
+        if (t->flags & PLAN_T_CONSTANT) c->tensors[i].data = (void *)t->data;
     }
+    place_activations(c);
+    select_profile(c, 0);
     *out = c;
     return KILN_OK;
 fail:
@@ -56,10 +99,57 @@ fail:
     return st;
 }
 
+kiln_status kiln_context_create(kiln_engine *e, kiln_context **out)
+{
+    return context_new(e, true, out);
+}
+
+kiln_status kiln_context_create_without_memory(kiln_engine *e, kiln_context **out)
+{
+    return context_new(e, false, out);
+}
+
+kiln_status kiln_context_set_memory(kiln_context *c, void *memory, size_t bytes)
+{
+    if (!c) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "context is NULL");
+    size_t need = (size_t)c->e->d.arena_bytes;
+    if (c->own_arena)
+        return kiln_error(KILN_ERR_STATE, "the context has memory of its own (it was made by "
+                                          "kiln_context_create, not ..._without_memory)");
+    if (need && !memory)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "memory is NULL; the engine needs %zu bytes",
+                          need);
+    if (bytes < need)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT,
+                          "%zu bytes of memory given; the engine needs %zu "
+                          "(kiln_engine_arena_bytes)",
+                          bytes, need);
+    if ((uintptr_t)memory % PLAN_ALIGN)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "memory at %p is not %u-byte aligned", memory,
+                          PLAN_ALIGN);
+    c->arena = memory;
+    place_activations(c);
+    if (need) c->stale = true; /* shape layers' values lived in the old memory */
+    return KILN_OK;
+}
+
+kiln_status kiln_context_set_profile(kiln_context *c, int32_t profile)
+{
+    if (!c) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "context is NULL");
+    int32_t n = kiln_engine_num_profiles(c->e);
+    if (profile < 0 || profile >= n)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "profile %d: the engine has %d profile%s",
+                          profile, n, n == 1 ? "" : "s");
+    select_profile(c, profile);
+    return KILN_OK;
+}
+
+int32_t kiln_context_profile(const kiln_context *c) { return c ? c->profile : -1; }
+
 void kiln_context_destroy(kiln_context *c)
 {
     if (!c) return;
-    kiln_aligned_free(c->arena);
+    if (c->own_arena) kiln_aligned_free(c->arena);
     kiln_free(c->tensors);
     kiln_free(c->bound);
     kiln_free(c->in);
@@ -80,25 +170,110 @@ kiln_status kiln_context_set_input_shape(kiln_context *c, const char *name, cons
     int32_t t = -1;
     KILN_TRY(find_io(c, name, &t));
     if (!shape) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "input '%s': shape is NULL", name);
-    const plan_tensor *pt = &c->e->d.tensors[t];
-    if (!(pt->flags & PLAN_T_INPUT))
+    const plan_desc *d = &c->e->d;
+    int32_t i = 0;
+    while (i < d->n_inputs && d->inputs[i] != t) i++;
+    if (i == d->n_inputs)
         return kiln_error(KILN_ERR_INVALID_ARGUMENT, "tensor '%s' is not an input", name);
-    if (!kiln_dims_equal(shape, &pt->shape)) {
-        char a[KILN_DIMS_STR_MAX], b[KILN_DIMS_STR_MAX];
+    const kiln_dims *min, *opt, *max;
+    input_range(c->e, c->profile, i, &min, &opt, &max);
+    char a[KILN_DIMS_STR_MAX], b[KILN_DIMS_STR_MAX];
+    if (shape->rank != min->rank)
         return kiln_error(KILN_ERR_SHAPE,
-                          "input '%s': the engine was built for shape %s, got %s (this engine "
-                          "has static shapes)",
-                          name, kiln_dims_str(&pt->shape, a, sizeof a),
-                          kiln_dims_str(shape, b, sizeof b));
+                          "input '%s': shape %s has rank %d; the engine takes rank %d (%s)", name,
+                          kiln_dims_str(shape, a, sizeof a), shape->rank, min->rank,
+                          kiln_dims_str(max, b, sizeof b));
+    for (int32_t k = 0; k < shape->rank; k++) {
+        if (shape->d[k] >= min->d[k] && shape->d[k] <= max->d[k]) continue;
+        if (min->d[k] == max->d[k])
+            return kiln_error(KILN_ERR_SHAPE,
+                              "input '%s': dimension %d is %lld; the engine was built for %lld "
+                              "there (shape %s)",
+                              name, k, (long long)shape->d[k], (long long)min->d[k],
+                              kiln_dims_str(max, b, sizeof b));
+        return kiln_error(KILN_ERR_SHAPE,
+                          "input '%s': dimension %d is %lld; profile %d allows %lld..%lld "
+                          "(shapes %s to %s)",
+                          name, k, (long long)shape->d[k], c->profile, (long long)min->d[k],
+                          (long long)max->d[k], kiln_dims_str(min, a, sizeof a),
+                          kiln_dims_str(max, b, sizeof b));
     }
+    if (!kiln_dims_equal(&c->tensors[t].shape, shape)) c->stale = true;
+    c->tensors[t].shape = *shape;
     return KILN_OK;
 }
 
-kiln_status kiln_context_tensor_shape(const kiln_context *c, const char *name, kiln_dims *shape)
+/* The layer's tensor lists from the context's tensors. */
+static void gather(kiln_context *c, const ir_node *n)
+{
+    for (int32_t k = 0; k < n->n_in; k++) {
+        if (n->in[k] < 0)
+            memset(&c->in[k], 0, sizeof c->in[k]);
+        else
+            c->in[k] = c->tensors[n->in[k]];
+    }
+    for (int32_t k = 0; k < n->n_out; k++) c->out[k] = c->tensors[n->out[k]];
+}
+
+/* Infers every tensor's shape from the inputs' in plan order, evaluating shape layers
+ * (their values feed later inference), and checks each tensor fits the bytes the engine
+ * planned for it (its shape at the largest input shapes). */
+static kiln_status infer_shapes(kiln_context *c)
+{
+    const plan_desc *d = &c->e->d;
+    for (int32_t i = 0; i < d->n_layers; i++) {
+        const ir_node *n = &d->layers[i].node;
+        gather(c, n);
+        for (int32_t k = 0; k < n->n_out; k++) memset(&c->out[k].shape, 0, sizeof c->out[k].shape);
+        ir_infer x = {.node = n, .n_in = n->n_in, .n_out = n->n_out, .in = c->in, .out = c->out};
+        kiln_status st = n->op->infer(&x);
+        if (st) return kiln_error_prefix(st, "inferring shapes for the inputs given: ");
+        for (int32_t k = 0; k < n->n_out; k++) {
+            int32_t t = n->out[k];
+            const plan_tensor *pt = &d->tensors[t];
+            int64_t cnt, bytes;
+            char a[KILN_DIMS_STR_MAX], b[KILN_DIMS_STR_MAX];
+            if (c->out[k].dtype != pt->dtype || !kiln_dims_numel(&c->out[k].shape, &cnt) ||
+                !kiln_mul_ok(cnt, (int64_t)kiln_dtype_size(pt->dtype), &bytes) ||
+                (uint64_t)bytes > pt->nbytes)
+                return ir_node_error(
+                    n, KILN_ERR_SHAPE,
+                    "for the inputs given, output '%s' would be %s %s; the engine planned %s %s "
+                    "(%llu bytes) for it",
+                    pt->name, kiln_dtype_name(c->out[k].dtype),
+                    kiln_dims_str(&c->out[k].shape, a, sizeof a), kiln_dtype_name(pt->dtype),
+                    kiln_dims_str(&pt->shape, b, sizeof b), (unsigned long long)pt->nbytes);
+            c->tensors[t].shape = c->out[k].shape;
+        }
+        if (!d->shape_layer[i]) continue;
+        for (int32_t k = 0; k < n->n_out; k++) {
+            c->out[k] = c->tensors[n->out[k]];
+            const plan_tensor *pt = &d->tensors[n->out[k]];
+            if (c->out[k].data) continue;
+            if (pt->flags & PLAN_T_OUTPUT)
+                return kiln_error(KILN_ERR_STATE,
+                                  "output '%s' is computed from shapes: bind it "
+                                  "(kiln_context_set_tensor) before shapes are inferred",
+                                  pt->name);
+            return kiln_error(KILN_ERR_STATE, "the context has no activation memory "
+                                              "(kiln_context_set_memory) to compute shapes in");
+        }
+        kiln_status st2 = n->op->eval(n, c->in, n->n_in, c->out, n->n_out);
+        if (st2) return kiln_error_prefix(st2, "computing shapes for the inputs given: ");
+    }
+    c->stale = false;
+    return KILN_OK;
+}
+
+kiln_status kiln_context_tensor_shape(const kiln_context *cc, const char *name, kiln_dims *shape)
 {
     int32_t t = -1;
-    KILN_TRY(find_io(c, name, &t));
+    KILN_TRY(find_io(cc, name, &t));
     if (!shape) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "shape is NULL");
+    /* Inference is a cache of the input shapes: it changes what the context shows, not
+     * what it is. */
+    kiln_context *c = (kiln_context *)cc;
+    if (c->stale) KILN_TRY(infer_shapes(c));
     *shape = c->tensors[t].shape;
     return KILN_OK;
 }
@@ -131,23 +306,21 @@ kiln_status kiln_context_run(kiln_context *c)
 {
     if (!c) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "context is NULL");
     const plan_desc *d = &c->e->d;
+    if (!c->arena && d->arena_bytes)
+        return kiln_error(KILN_ERR_STATE, "the context has no activation memory "
+                                          "(kiln_context_set_memory)");
     for (int32_t i = 0; i < d->n_inputs + d->n_outputs; i++) {
         int32_t t = i < d->n_inputs ? d->inputs[i] : d->outputs[i - d->n_inputs];
         if (!c->bound[t] && d->tensors[t].nbytes)
             return kiln_error(KILN_ERR_STATE, "%s '%s' is not bound (kiln_context_set_tensor)",
                               i < d->n_inputs ? "input" : "output", d->tensors[t].name);
     }
+    if (c->stale) KILN_TRY(infer_shapes(c));
     backend_exec x = {.threads = c->threads ? c->threads : kiln_cpu_threads()};
     for (int32_t i = 0; i < d->n_layers; i++) {
         const plan_layer *l = &d->layers[i];
         const ir_node *n = &l->node;
-        for (int32_t k = 0; k < n->n_in; k++) {
-            if (n->in[k] < 0)
-                memset(&c->in[k], 0, sizeof c->in[k]);
-            else
-                c->in[k] = c->tensors[n->in[k]];
-        }
-        for (int32_t k = 0; k < n->n_out; k++) c->out[k] = c->tensors[n->out[k]];
+        gather(c, n);
         kiln_status st = l->k->run(n, c->in, n->n_in, c->out, n->n_out, &x);
         if (st) return kiln_error_prefix(st, "running layer %d: ", i);
     }

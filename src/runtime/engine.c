@@ -161,6 +161,38 @@ kiln_io_mode kiln_engine_io_mode(const kiln_engine *e, const char *name)
     return KILN_IO_NONE;
 }
 
+int32_t kiln_engine_num_profiles(const kiln_engine *e)
+{
+    return e ? (e->d.n_profiles > 0 ? e->d.n_profiles : 1) : 0;
+}
+
+kiln_status kiln_engine_profile_shape(const kiln_engine *e, int32_t profile, const char *name,
+                                      kiln_profile_bound bound, kiln_dims *shape)
+{
+    if (!e || !name || !shape)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "kiln_engine_profile_shape: NULL argument");
+    int32_t np = kiln_engine_num_profiles(e);
+    if (profile < 0 || profile >= np)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "profile %d: the engine has %d profile%s",
+                          profile, np, np == 1 ? "" : "s");
+    if (bound < KILN_PROFILE_MIN || bound > KILN_PROFILE_MAX)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "unknown profile bound %d", (int)bound);
+    int32_t t = kiln_strmap_get(&e->by_name, name);
+    for (int32_t i = 0; t >= 0 && i < e->d.n_inputs; i++) {
+        if (e->d.inputs[i] != t) continue;
+        if (e->d.n_profiles == 0) {
+            *shape = e->d.tensors[t].shape;
+            return KILN_OK;
+        }
+        size_t at = (size_t)profile * (size_t)e->d.n_inputs + (size_t)i;
+        *shape = bound == KILN_PROFILE_MIN   ? e->d.prof_min[at]
+                 : bound == KILN_PROFILE_OPT ? e->d.prof_opt[at]
+                                             : e->d.prof_max[at];
+        return KILN_OK;
+    }
+    return kiln_error(KILN_ERR_NOT_FOUND, "the engine has no input '%s'", name);
+}
+
 kiln_status kiln_engine_tensor_info(const kiln_engine *e, const char *name, kiln_dtype *dtype,
                                     kiln_dims *shape)
 {

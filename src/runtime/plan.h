@@ -21,8 +21,9 @@ enum plan_section_id {
     PLAN_SEC_MEMORY = 5,
     PLAN_SEC_BUILD = 6,
     PLAN_SEC_WEIGHTS = 7,
-    PLAN_SEC_FUSED = 8, /* optional: per layer, the network layers it was fused from */
-    PLAN_SEC_COUNT_ = 9
+    PLAN_SEC_FUSED = 8,    /* optional: per layer, the network layers it was fused from */
+    PLAN_SEC_PROFILES = 9, /* optional: optimization profiles of a dynamic engine */
+    PLAN_SEC_COUNT_ = 10
 };
 /* Sections 1..PLAN_SEC_REQUIRED_LAST must be present; later ones may be absent. */
 #define PLAN_SEC_REQUIRED_LAST PLAN_SEC_WEIGHTS
@@ -58,6 +59,16 @@ typedef struct plan_desc {
     int32_t n_inputs, n_outputs;
     int32_t *inputs, *outputs;
     uint64_t arena_bytes, activation_bytes;
+    /* Optimization profiles; 0: static shapes, the tensors' recorded ones. Otherwise per
+     * profile and input (profile-major, inputs in `inputs` order) the min, opt and max
+     * shapes; tensors are recorded (and sized) at the largest shapes of all profiles. */
+    int32_t n_profiles;
+    kiln_dims *prof_min, *prof_opt, *prof_max;
+    /* Per layer, derived by the loader: the layer computes shapes (an op reading only
+     * shapes, or one whose inputs are constants or such layers' outputs, with small
+     * integer outputs: ir_is_shape_value). Later layers' shape inference reads their
+     * outputs, so contexts evaluate them whenever input shapes change. */
+    uint8_t *shape_layer;
     const char *build_info; /* "key=value" lines */
 } plan_desc;
 

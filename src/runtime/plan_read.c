@@ -21,8 +21,9 @@ typedef struct sections {
 
 static const char *section_name(int id)
 {
-    static const char *names[PLAN_SEC_COUNT_] = {"?",      "strings", "tensors", "layers", "io",
-                                                 "memory", "build",   "weights", "fused"};
+    static const char *names[PLAN_SEC_COUNT_] = {"?",     "strings", "tensors", "layers",
+                                                 "io",    "memory",  "build",   "weights",
+                                                 "fused", "profiles"};
     return id > 0 && id < PLAN_SEC_COUNT_ ? names[id] : "?";
 }
 
@@ -363,11 +364,21 @@ static kiln_status read_memory_and_build(const sections *s, plan_desc *d)
 /* Each tensor a layer writes must be an activation or output written by that layer
  * only, after everything it reads has been written; shapes must be what the op's
  * inference gives for its inputs. */
-static kiln_status check_dataflow(plan_desc *d)
+static kiln_status check_dataflow(plan_desc *d, kiln_arena *arena)
 {
     kiln_status st = KILN_OK;
     unsigned char *written = NULL;
-    KILN_TRY(kiln_alloc_checked((void **)&written, (size_t)d->n_tensors + 1, 1, "plan check"));
+    void **known = NULL; /* per tensor: its value where the loader knows it */
+    kiln_arena scratch;  /* shape layers' outputs */
+    kiln_arena_init(&scratch);
+    d->shape_layer = kiln_arena_alloc(arena, (size_t)d->n_layers + 1);
+    if (!d->shape_layer) return KILN_ERR_OUT_OF_MEMORY;
+    memset(d->shape_layer, 0, (size_t)d->n_layers + 1);
+    KILN_CHECK(kiln_alloc_checked((void **)&written, (size_t)d->n_tensors + 1, 1, "plan check"));
+    KILN_CHECK(
+        kiln_alloc_checked((void **)&known, (size_t)d->n_tensors + 1, sizeof *known, "plan check"));
+    for (int32_t t = 0; t < d->n_tensors; t++)
+        if (d->tensors[t].flags & PLAN_T_CONSTANT) known[t] = (void *)d->tensors[t].data;
     for (int32_t t = 0; t < d->n_tensors; t++)
         if (d->tensors[t].flags & (PLAN_T_INPUT | PLAN_T_CONSTANT)) written[t] = 1;
     for (int32_t i = 0; i < d->n_layers; i++) {
@@ -377,6 +388,7 @@ static kiln_status check_dataflow(plan_desc *d)
             st = CORRUPT("layer '%s' has too many tensors", n->name);
             goto fail;
         }
+        bool shapes = true, all_known = true; /* outputs small integers; inputs known */
         for (int32_t k = 0; k < n->n_in; k++) {
             int32_t t = n->in[k];
             memset(&in[k], 0, sizeof in[k]);
@@ -392,7 +404,8 @@ static kiln_status check_dataflow(plan_desc *d)
             }
             in[k].dtype = d->tensors[t].dtype;
             in[k].shape = d->tensors[t].shape;
-            in[k].data = (void *)d->tensors[t].data;
+            in[k].data = known[t];
+            if (!known[t]) all_known = false;
         }
         for (int32_t k = 0; k < n->n_out; k++) {
             int32_t t = n->out[k];
@@ -407,6 +420,7 @@ static kiln_status check_dataflow(plan_desc *d)
             }
             written[t] = 1;
             memset(&out[k], 0, sizeof out[k]);
+            if (!ir_is_shape_value(d->tensors[t].dtype, d->tensors[t].nbytes)) shapes = false;
         }
         ir_infer c = {.node = n, .n_in = n->n_in, .n_out = n->n_out, .in = in, .out = out};
         st = n->op->infer(&c);
@@ -426,6 +440,26 @@ static kiln_status check_dataflow(plan_desc *d)
                 goto fail;
             }
         }
+        if (!(n->n_out > 0 && shapes && (all_known || (n->op->flags & IR_OP_SHAPE_ONLY)))) continue;
+        /* A shape layer: evaluated now, so the inference of the layers reading it sees its
+         * value at the recorded shapes. */
+        d->shape_layer[i] = 1;
+        for (int32_t k = 0; k < n->n_out; k++) {
+            const plan_tensor *t = &d->tensors[n->out[k]];
+            out[k].data = kiln_arena_alloc(&scratch, t->nbytes ? (size_t)t->nbytes : 1);
+            if (!out[k].data) {
+                st = KILN_ERR_OUT_OF_MEMORY;
+                goto fail;
+            }
+            known[n->out[k]] = out[k].data;
+        }
+        st = n->op->eval(n, in, n->n_in, out, n->n_out);
+        if (st) {
+            kiln_error_prefix(KILN_ERR_CORRUPT_PLAN,
+                              "corrupt plan: evaluating shape layer '%s': ", n->name);
+            st = KILN_ERR_CORRUPT_PLAN;
+            goto fail;
+        }
     }
     for (int32_t i = 0; i < d->n_outputs; i++)
         if (!written[d->outputs[i]]) {
@@ -434,6 +468,8 @@ static kiln_status check_dataflow(plan_desc *d)
         }
 fail:
     kiln_free(written);
+    kiln_free(known);
+    kiln_arena_free(&scratch);
     return st;
 }
 
@@ -630,6 +666,45 @@ static kiln_status read_fused(const sections *s, kiln_arena *a, plan_desc *d)
     return KILN_OK;
 }
 
+/* Profiles: per profile and input, min <= opt <= max <= the input's recorded (largest)
+ * shape; dimensions of one rank each. */
+static kiln_status read_profiles(const sections *s, kiln_arena *a, plan_desc *d)
+{
+    if (!s->have[PLAN_SEC_PROFILES]) return KILN_OK;
+    kiln_reader r;
+    section_reader(s, PLAN_SEC_PROFILES, &r);
+    uint32_t np = kiln_reader_u32(&r), ni = kiln_reader_u32(&r);
+    if (r.failed || np == 0 || np > KILN_MAX_PROFILES || ni != (uint32_t)d->n_inputs)
+        return CORRUPT("profiles section: %u profiles of %u inputs (the engine has %d inputs)", np,
+                       ni, d->n_inputs);
+    size_t cells = (size_t)np * ni + 1;
+    d->prof_min = kiln_arena_alloc(a, sizeof(kiln_dims) * cells);
+    d->prof_opt = kiln_arena_alloc(a, sizeof(kiln_dims) * cells);
+    d->prof_max = kiln_arena_alloc(a, sizeof(kiln_dims) * cells);
+    if (!d->prof_min || !d->prof_opt || !d->prof_max) return KILN_ERR_OUT_OF_MEMORY;
+    for (uint32_t q = 0; q < np; q++)
+        for (uint32_t i = 0; i < ni; i++) {
+            const plan_tensor *t = &d->tensors[d->inputs[i]];
+            size_t at = (size_t)q * ni + i;
+            kiln_dims *r3[3] = {&d->prof_min[at], &d->prof_opt[at], &d->prof_max[at]};
+            for (int j = 0; j < 3; j++) {
+                r3[j]->rank = t->shape.rank;
+                for (int32_t k = 0; k < t->shape.rank; k++) r3[j]->d[k] = kiln_reader_i64(&r);
+            }
+            if (r.failed) return CORRUPT("profiles section is truncated");
+            for (int32_t k = 0; k < t->shape.rank; k++)
+                if (!(0 <= r3[0]->d[k] && r3[0]->d[k] <= r3[1]->d[k] &&
+                      r3[1]->d[k] <= r3[2]->d[k] && r3[2]->d[k] <= t->shape.d[k]))
+                    return CORRUPT("profile %u: input '%s' dimension %d has min %lld, opt %lld, "
+                                   "max %lld for a tensor recorded with %lld",
+                                   q, t->name, k, (long long)r3[0]->d[k], (long long)r3[1]->d[k],
+                                   (long long)r3[2]->d[k], (long long)t->shape.d[k]);
+        }
+    if (r.pos != r.len) return CORRUPT("profiles section has %zu trailing bytes", r.len - r.pos);
+    d->n_profiles = (int32_t)np;
+    return KILN_OK;
+}
+
 kiln_status plan_read(const void *data, size_t size, kiln_arena *a, plan_desc *d)
 {
     sections s;
@@ -652,8 +727,9 @@ kiln_status plan_read(const void *data, size_t size, kiln_arena *a, plan_desc *d
     KILN_CHECK(read_layers(&s, a, d));
     KILN_CHECK(read_io(&s, a, d));
     KILN_CHECK(read_fused(&s, a, d));
+    KILN_CHECK(read_profiles(&s, a, d));
     KILN_CHECK(read_memory_and_build(&s, d));
-    KILN_CHECK(check_dataflow(d));
+    KILN_CHECK(check_dataflow(d, a));
     KILN_CHECK(check_arena(d));
 fail:
     kiln_strmap_free(&names);

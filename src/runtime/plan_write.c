@@ -138,6 +138,20 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
         }
     }
 
+    /* Written only for dynamic engines: static plans stay as they were. */
+    if (d->n_profiles > 0) {
+        kiln_buf *pb = &sec[PLAN_SEC_PROFILES];
+        kiln_buf_u32(pb, (uint32_t)d->n_profiles);
+        kiln_buf_u32(pb, (uint32_t)d->n_inputs);
+        for (int32_t q = 0; q < d->n_profiles; q++)
+            for (int32_t i = 0; i < d->n_inputs; i++) {
+                size_t at = (size_t)q * (size_t)d->n_inputs + (size_t)i;
+                const kiln_dims *r[3] = {&d->prof_min[at], &d->prof_opt[at], &d->prof_max[at]};
+                for (int j = 0; j < 3; j++)
+                    for (int32_t k = 0; k < r[j]->rank; k++) kiln_buf_u64(pb, (uint64_t)r[j]->d[k]);
+            }
+    }
+
     kiln_buf *w = &sec[PLAN_SEC_WEIGHTS];
     for (int32_t i = 0; i < d->n_tensors; i++) {
         const plan_tensor *t = &d->tensors[i];
@@ -160,14 +174,17 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
         }
 
     /* Layout: header, section table, then each section 64-byte aligned. */
-    const uint32_t n_sec = any_fused ? PLAN_SEC_COUNT_ - 1 : PLAN_SEC_REQUIRED_LAST;
+    uint32_t ids[PLAN_SEC_COUNT_], n_sec = 0;
+    for (uint32_t i = 1; i <= PLAN_SEC_REQUIRED_LAST; i++) ids[n_sec++] = i;
+    if (any_fused) ids[n_sec++] = PLAN_SEC_FUSED;
+    if (d->n_profiles > 0) ids[n_sec++] = PLAN_SEC_PROFILES;
     size_t base = out->len;
     kiln_buf_zeros(out, PLAN_HEADER_BYTES + PLAN_SECTION_ENTRY_BYTES * n_sec);
     uint64_t offs[PLAN_SEC_COUNT_];
-    for (uint32_t i = 1; i <= n_sec; i++) {
+    for (uint32_t i = 0; i < n_sec; i++) {
         kiln_buf_align(out, PLAN_ALIGN);
         offs[i] = out->len - base;
-        kiln_buf_write(out, sec[i].data, sec[i].len);
+        kiln_buf_write(out, sec[ids[i]].data, sec[ids[i]].len);
     }
     if (out->failed) {
         st = kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory writing a plan");
@@ -175,10 +192,10 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
     }
     uint8_t *h = out->data + base;
     uint64_t file_size = out->len - base;
-    for (uint32_t i = 1; i <= n_sec; i++) {
-        uint8_t *e = h + PLAN_HEADER_BYTES + PLAN_SECTION_ENTRY_BYTES * (i - 1);
-        uint32_t id = i, zero = 0;
-        uint64_t size = sec[i].len;
+    for (uint32_t i = 0; i < n_sec; i++) {
+        uint8_t *e = h + PLAN_HEADER_BYTES + PLAN_SECTION_ENTRY_BYTES * i;
+        uint32_t id = ids[i], zero = 0;
+        uint64_t size = sec[ids[i]].len;
         memcpy(e, &id, 4);
         memcpy(e + 4, &zero, 4);
         memcpy(e + 8, &offs[i], 8);

@@ -184,11 +184,16 @@ void tu_expect_op_error_(const char *op, const kiln_attr *attrs, int32_t n_attrs
 
 void tu_build_survives_allocation_failures(kiln_network *net)
 {
+    tu_build_cfg_survives_allocation_failures(net, NULL);
+}
+
+void tu_build_cfg_survives_allocation_failures(kiln_network *net, const kiln_config *cfg)
+{
     long k;
     for (k = 0; k < 20000; k++) {
         kiln_engine *e = NULL;
         kiln_alloc_fail_after(k);
-        kiln_status st = kiln_build(net, NULL, &e);
+        kiln_status st = kiln_build(net, cfg, &e);
         kiln_alloc_fail_after(-1);
         kiln_engine_destroy(e);
         if (st == KILN_OK) break;

@@ -75,5 +75,7 @@ void tu_expect_op_error_(const char *op, const kiln_attr *attrs, int32_t n_attrs
 /* Builds `net` with the N-th allocation failing, for every N until a build succeeds:
  * each failure must report KILN_ERR_OUT_OF_MEMORY (leaks show in the sanitizer build). */
 void tu_build_survives_allocation_failures(kiln_network *net);
+/* The same with a config (NULL: defaults). */
+void tu_build_cfg_survives_allocation_failures(kiln_network *net, const kiln_config *cfg);
 
 #endif
