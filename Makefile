@@ -3,12 +3,13 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 VENV       ?= $(BUILD)/venv
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: docs all deps build asan venv test test-unit test-python test-asan demo format format-check install clean
+.PHONY: docs all deps build asan tsan venv test test-unit test-python test-asan test-tsan demo format format-check install clean
 
 all: build
 
@@ -23,6 +24,12 @@ build: deps
 asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+# ThreadSanitizer: the library and the unit tests (many contexts of one engine on many threads).
+tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE_THREAD=ON \
+	      -DKILN_BUILD_TOOLS=OFF -DKILN_BUILD_EXAMPLES=OFF $(CMAKE_ARGS)
+	cmake --build $(TSAN_BUILD) -j$(JOBS) --target test_dynamic test_runtime
 
 $(VENV)/.installed: tests/python/requirements.txt
 	python3 -m venv $(VENV)
@@ -50,9 +57,13 @@ test-asan: asan venv
 	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
 	KILN_LIB=$(abspath $(ASAN_BUILD))/libkiln.so $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
 
-# Every test: unit and CLI tests (Release), the numpy-oracle op tests, then the unit and
-# CLI tests again under ASan+UBSan.
-test: test-unit test-python test-asan
+# The tests that run contexts on several threads, under ThreadSanitizer.
+test-tsan: tsan
+	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir $(TSAN_BUILD) --output-on-failure -R 'test_dynamic|test_runtime'
+
+# Every test: unit and CLI tests (Release), the numpy-oracle op tests, the unit and CLI
+# tests again under ASan+UBSan, and the threaded tests under TSan.
+test: test-unit test-python test-asan test-tsan
 
 demo: build
 	@echo "== build the trained digit classifier (ONNX, scripts/train_digits.py) into a plan"

@@ -154,6 +154,7 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
         kiln_log(KILN_LOG_INFO, "folded %d layer%s into constants at build time", folded,
                  folded == 1 ? "" : "s");
     KILN_CHECK(opt_run_pipeline(&g, pass_disabled, cfg));
+    KILN_CHECK(build_profiles_check(&g, &prof));
 
     KILN_CHECK(kiln_alloc_checked((void **)&order, (size_t)g.n_nodes + 1, sizeof *order, "build"));
     KILN_CHECK(

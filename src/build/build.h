@@ -32,6 +32,9 @@ kiln_status build_profiles_resolve(ir_graph *g, const struct kiln_config *cfg, k
  * min, opt and max shapes and records in each value which dimensions change (dyn_dims)
  * and a signature of its shapes (shape_sig); marks the graph dynamic. */
 kiln_status build_profiles_probe(ir_graph *g, const build_profiles *p);
+/* After the passes: the optimized graph must still infer at every probe shape (a check
+ * that no pass rewrote it for the planning shapes alone). */
+kiln_status build_profiles_check(const ir_graph *g, const build_profiles *p);
 
 /* Infers the dtype and shape of every value in topological order. A layer whose op reads
  * only shapes, or whose inputs are all constants and whose outputs are small (shape

@@ -136,6 +136,33 @@ static void compare(ir_graph *g, const ir_graph *pr)
     }
 }
 
+static const kiln_dims *probe_shapes(const build_profiles *p, int32_t q, int32_t which)
+{
+    return (which == 0 ? p->min : which == 1 ? p->opt : p->max) + (size_t)q * (size_t)p->n_inputs;
+}
+
+static const char *const k_which[3] = {"min", "opt", "max"};
+
+kiln_status build_profiles_check(const ir_graph *g, const build_profiles *p)
+{
+    if (!p->dynamic) return KILN_OK;
+    for (int32_t q = 0; q < p->n; q++)
+        for (int32_t which = 0; which < 3; which++) {
+            ir_graph pr;
+            ir_graph_init(&pr);
+            kiln_status st = probe(g, probe_shapes(p, q, which), &pr);
+            ir_graph_free(&pr);
+            if (st == KILN_ERR_OUT_OF_MEMORY) return st;
+            if (st)
+                return kiln_error_prefix(KILN_ERR_INTERNAL,
+                                         "the optimized network does not infer at the %s shapes "
+                                         "of profile %d (a pass rewrote it for one shape; "
+                                         "--disable-pass finds which): ",
+                                         k_which[which], q);
+        }
+    return KILN_OK;
+}
+
 kiln_status build_profiles_probe(ir_graph *g, const build_profiles *p)
 {
     if (!p->dynamic) return KILN_OK;

@@ -185,6 +185,12 @@ kiln_status kiln_context_set_input_shape(kiln_context *c, const char *name, cons
                           kiln_dims_str(max, b, sizeof b));
     for (int32_t k = 0; k < shape->rank; k++) {
         if (shape->d[k] >= min->d[k] && shape->d[k] <= max->d[k]) continue;
+        if (min->d[k] == max->d[k] && kiln_engine_num_profiles(c->e) > 1)
+            return kiln_error(KILN_ERR_SHAPE,
+                              "input '%s': dimension %d is %lld; profile %d fixes it at %lld "
+                              "(shape %s; kiln_context_set_profile picks another profile)",
+                              name, k, (long long)shape->d[k], c->profile, (long long)min->d[k],
+                              kiln_dims_str(max, b, sizeof b));
         if (min->d[k] == max->d[k])
             return kiln_error(KILN_ERR_SHAPE,
                               "input '%s': dimension %d is %lld; the engine was built for %lld "

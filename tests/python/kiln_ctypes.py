@@ -155,6 +155,12 @@ def _declare(lib):
         "kiln_config_set_log_level": (st, [P, st]),
         "kiln_config_disable_pass": (st, [P, cs]),
         "kiln_config_set_input_shape": (st, [P, cs, Pdims]),
+        "kiln_config_set_shape_range": (st, [P, i32, cs, Pdims, Pdims, Pdims]),
+        "kiln_config_num_profiles": (i32, [P]),
+        "kiln_engine_num_profiles": (i32, [P]),
+        "kiln_engine_profile_shape": (st, [P, i32, cs, st, Pdims]),
+        "kiln_context_set_profile": (st, [P, i32]),
+        "kiln_context_profile": (i32, [P]),
         "kiln_build": (st, [P, P, PP]),
         "kiln_pass_name": (cs, [i32]),
         "kiln_engine_destroy": (None, [P]),
@@ -443,7 +449,9 @@ class Network(_Handle):
 class Config(_Handle):
     _destroy = "kiln_config_destroy"
     def __init__(self, threads=None, device=None, input_shapes=None, disable_passes=(),
-                 log_level=None, precisions=None):
+                 log_level=None, precisions=None, profiles=()):
+        """`profiles`: a list of {input: (min, opt, max)} dicts, one per optimization
+        profile."""
         self._h = ctypes.c_void_p()
         L = lib()
         _check(L.kiln_config_create(ctypes.byref(self._h)))
@@ -460,6 +468,11 @@ class Config(_Handle):
         for name, shape in (input_shapes or {}).items():
             _check(L.kiln_config_set_input_shape(self._h, _b(name),
                                                  ctypes.byref(Dims.of(shape))))
+        for p, ranges in enumerate(profiles):
+            for name, (lo, opt, hi) in ranges.items():
+                _check(L.kiln_config_set_shape_range(
+                    self._h, p, _b(name), ctypes.byref(Dims.of(lo)), ctypes.byref(Dims.of(opt)),
+                    ctypes.byref(Dims.of(hi))))
 
 
 def build(network, threads=1, **config):
@@ -541,6 +554,17 @@ class Engine(_Handle):
         return numpy_dtype(dt.value), d.tuple()
 
     @property
+    def num_profiles(self):
+        return lib().kiln_engine_num_profiles(self._h)
+
+    def profile_shape(self, profile, name, bound):
+        """bound: 0 min, 1 opt, 2 max."""
+        d = Dims()
+        _check(lib().kiln_engine_profile_shape(self._h, profile, _b(name), bound,
+                                               ctypes.byref(d)))
+        return d.tuple()
+
+    @property
     def num_layers(self):
         return lib().kiln_engine_num_layers(self._h)
 
@@ -608,6 +632,9 @@ class Context(_Handle):
         _check(lib().kiln_context_set_input_shape(self._h, _b(name),
                                                   ctypes.byref(Dims.of(shape))))
 
+    def set_profile(self, profile):
+        _check(lib().kiln_context_set_profile(self._h, int(profile)))
+
     def tensor_shape(self, name):
         d = Dims()
         _check(lib().kiln_context_tensor_shape(self._h, _b(name), ctypes.byref(d)))
@@ -630,11 +657,14 @@ class Context(_Handle):
     def infer(self, inputs, shape_from="engine"):
         """Binds `inputs` (name -> array, cast to the engine's dtype), allocates every
         output (shape from kiln_engine_tensor_info, or the context's current shape with
-        shape_from="context"), runs, returns {output name: array}."""
+        shape_from="context", which also sets each input's shape from its array), runs,
+        returns {output name: array}."""
         eng = self.engine
         for name, arr in inputs.items():
             dt, _ = eng.tensor_info(name)
             a = np.asarray(arr, dtype=dt, order="C")
+            if shape_from == "context":
+                self.set_input_shape(name, a.shape)
             self.set_tensor(name, a)
         outs = {}
         for name in eng.outputs:

@@ -324,9 +324,13 @@ def _layernorm_decomposed(g, x, d, eps=1e-12):
 BERT_VOCAB = 30522
 
 
-def bert_base(g, layers=12, d=768, heads=12, seq=128, ffn=3072):
-    ids = g.input("input_ids", TensorProto.INT64, [1, seq])
-    mask = g.input("attention_mask", TensorProto.INT64, [1, seq])
+def bert_base(g, layers=12, d=768, heads=12, seq=128, ffn=3072, dynamic=False):
+    """With `dynamic`, batch and sequence are the symbolic dims "batch" and "seq", and
+    the position and token-type ids are sliced to the sequence as Hugging Face's export
+    does it (Shape -> Slice of a 512-long buffer)."""
+    dims = ["batch", "seq"] if dynamic else [1, seq]
+    ids = g.input("input_ids", TensorProto.INT64, dims)
+    mask = g.input("attention_mask", TensorProto.INT64, dims)
     # mask [1, S] -> additive bias [1, 1, 1, S]: 0 where attended, float32 min where not
     with g.scope("bert"):
         m = g.op("Unsqueeze", [mask, g.constant([1], I64)])
@@ -338,8 +342,17 @@ def bert_base(g, layers=12, d=768, heads=12, seq=128, ffn=3072):
             we = g.param("word_embeddings.weight", g.normal((BERT_VOCAB, d), 1.0))
             pe = g.param("position_embeddings.weight", g.normal((512, d), 0.5))
             te = g.param("token_type_embeddings.weight", g.normal((2, d), 0.5))
-            pos = g.init("bert.embeddings.position_ids", np.arange(seq, dtype=I64)[None, :])
-            tt = g.init("bert.embeddings.token_type_ids", np.zeros((1, seq), I64))
+            if dynamic:
+                n = g.op("Slice", [g.op("Shape", [ids]), g.constant([1], I64),
+                                   g.constant([2], I64), g.constant([0], I64)])
+                zero, one = g.constant([0], I64), g.constant([1], I64)
+                pos = g.op("Slice", [g.init("bert.embeddings.position_ids",
+                                            np.arange(512, dtype=I64)[None, :]), zero, n, one])
+                tt = g.op("Slice", [g.init("bert.embeddings.token_type_ids",
+                                           np.zeros((1, 512), I64)), zero, n, one])
+            else:
+                pos = g.init("bert.embeddings.position_ids", np.arange(seq, dtype=I64)[None, :])
+                tt = g.init("bert.embeddings.token_type_ids", np.zeros((1, seq), I64))
             e = g.op("Add", [g.op("Gather", [we, ids], axis=0),
                              g.op("Gather", [te, tt], axis=0)])
             e = g.op("Add", [e, g.op("Gather", [pe, pos], axis=0)])
@@ -371,8 +384,14 @@ def bert_base(g, layers=12, d=768, heads=12, seq=128, ffn=3072):
             with g.scope("dense"):
                 p = B.linear_gemm(g, first, d, d)
             g.op("Tanh", [p], out_names=["pooler_output"])
-    g.output("last_hidden_state", TensorProto.FLOAT, [1, seq, d])
-    g.output("pooler_output", TensorProto.FLOAT, [1, d])
+    g.output("last_hidden_state", TensorProto.FLOAT, dims + [d])
+    g.output("pooler_output", TensorProto.FLOAT, dims[:1] + [d])
+
+
+def bert_dynamic(g):
+    """A BERT-shaped encoder (4 layers, d 256, 4 heads, FFN 1024) with dynamic batch and
+    sequence: one model for every (batch, seq) of a profile."""
+    bert_base(g, layers=4, d=256, heads=4, ffn=1024, dynamic=True)
 
 
 # ---- YOLO-style detector -----------------------------------------------------------------------
@@ -472,12 +491,16 @@ def transformer_feeds(seed):
     return {"x": np.random.default_rng(seed).standard_normal((1, 128, 256)).astype(F32)}
 
 
-def bert_feeds(seed, seq=128, valid=100):
+def bert_feeds(seed, seq=128, valid=100, batch=1):
+    """Token ids [CLS] ... [SEP] then padding, `valid` long in the first sequence (and
+    shorter in later ones), with the attention mask to match."""
     rng = np.random.default_rng(seed)
-    ids = rng.integers(1000, BERT_VOCAB, size=(1, seq), dtype=I64)
-    ids[0, 0], ids[0, valid - 1], ids[0, valid:] = 101, 102, 0  # [CLS] ... [SEP] [PAD]...
-    mask = np.zeros((1, seq), I64)
-    mask[0, :valid] = 1  # trailing zeros: padding
+    ids = rng.integers(1000, BERT_VOCAB, size=(batch, seq), dtype=I64)
+    mask = np.zeros((batch, seq), I64)
+    for b in range(batch):
+        v = max(1, min(seq, valid - 3 * b))
+        ids[b, v - 1], ids[b, 0], ids[b, v:] = 102, 101, 0  # [CLS] ... [SEP] [PAD]...
+        mask[b, :v] = 1  # trailing zeros: padding
     return {"input_ids": ids, "attention_mask": mask}
 
 
@@ -492,12 +515,20 @@ MODELS = {
     "yolo_detector": (yolo_detector, 5, image_feeds("images", (1, 3, 256, 256))),
 }
 
+# Models with dynamic input dims: name -> (builder, seed, feeds(seed, batch, seq)). Not in
+# MODELS (whose tests run one static shape); tests/python/test_dynamic_networks.py runs
+# them at a grid of shapes.
+DYNAMIC_MODELS = {
+    "bert_dynamic": (bert_dynamic, 21,
+                     lambda seed, batch=2, seq=32: bert_feeds(seed, seq, seq - 2, batch)),
+}
+
 CALIBRATION_SEED = 9999  # BN statistics come from an input other than the tests' ones
 
 
 def generate(name):
     """The ModelProto of model `name`, checked by onnx.checker."""
-    fn, seed, feeds = MODELS[name]
+    fn, seed, feeds = MODELS[name] if name in MODELS else DYNAMIC_MODELS[name]
     g = B.Graph(name, seed)
     fn(g)
     B.calibrate_batchnorm(g, feeds(CALIBRATION_SEED))
