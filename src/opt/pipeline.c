@@ -10,6 +10,9 @@ static const opt_pass g_passes[] = {
     {"reshape-transpose", "merge Transpose pairs and chains of Reshape/Flatten/Squeeze/Unsqueeze",
      opt_reshape_transpose},
     {"cse", "merge identical constants and layers computing the same thing", opt_cse},
+    /* before activation-fusion, which would otherwise take the MatMuls (and a constant
+     * mask as their bias) */
+    {"attention", "MatMul-(Div|Mul)-(Add mask)-Softmax-MatMul -> kiln.Attention", opt_attention},
     {"matmul-add-to-gemm", "MatMul with 2-D A and constant B, then Add of a bias -> Gemm",
      opt_matmul_add_to_gemm},
     {"batchnorm-fold", "BatchNormalization after Conv/ConvTranspose/Gemm -> new weights and bias",

@@ -1,6 +1,7 @@
 /* fused.c - the "fused" op group: layers the optimizer makes by folding a bias, a residual
  * (input Z) and an activation into Conv, Gemm and MatMul. Each runs its base op's shape
- * rule and reference kernel, then the epilogue of fused_act.c in place. */
+ * rule and reference kernel, then the epilogue of fused_act.c in place. The table also
+ * lists kiln.Attention (fused_attention.c). */
 #include <string.h>
 
 #include "ir/ops/fused_impl.h"
@@ -159,6 +160,12 @@ static const ir_attr_def k_gemm_attrs[] = {
     ACT_ATTRS,
 };
 static const ir_attr_def k_matmul_attrs[] = {ACT_ATTRS};
+static const ir_attr_def k_attention_attrs[] = {
+    {"k_transposed", KILN_ATTR_INT, false, 0, 0.0f, NULL},
+    {"q_scale", KILN_ATTR_FLOAT, false, 0, 1.0f, NULL},
+    {"scale", KILN_ATTR_FLOAT, false, 0, 1.0f, NULL},
+    {"scale_mode", KILN_ATTR_STRING, false, 0, 0.0f, "mul"},
+};
 
 #define N_ATTRS(a) a, (int32_t)(sizeof a / sizeof *a)
 
@@ -166,5 +173,7 @@ const ir_op ir_ops_fused[] = {
     {"kiln.Conv", 2, 4, 1, 1, N_ATTRS(k_conv_attrs), infer_conv, eval_conv, 0},
     {"kiln.Gemm", 2, 4, 1, 1, N_ATTRS(k_gemm_attrs), infer_gemm, eval_gemm, 0},
     {"kiln.MatMul", 2, 4, 1, 1, N_ATTRS(k_matmul_attrs), infer_matmul, eval_matmul, 0},
+    {"kiln.Attention", 3, 4, 1, 1, N_ATTRS(k_attention_attrs), fused_attention_infer,
+     fused_attention_eval, 0},
 };
 const int32_t ir_ops_fused_count = sizeof ir_ops_fused / sizeof *ir_ops_fused;
