@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/plan.h"
 #include "testnet.h"
 
 #define D(...) TU_DIMS(__VA_ARGS__)
@@ -426,6 +427,83 @@ static void test_caller_memory(void **state)
     kiln_network_destroy(net);
 }
 
+/* ---- hostile dynamic plans ---- */
+
+static void fix_crcs(uint8_t *p, size_t n)
+{
+    uint32_t body = kiln_crc32c(0, p + PLAN_HEADER_BYTES, n - PLAN_HEADER_BYTES);
+    memcpy(p + 32, &body, 4);
+    uint32_t head = plan_header_crc(p);
+    memcpy(p + 40, &head, 4);
+}
+
+/* A plan that loads runs at its profile's extremes without touching memory outside its
+ * buffers (ASan watches), or refuses the shape. */
+static void try_shapes(kiln_engine *e)
+{
+    static float bufs[4][8192];
+    kiln_context *c = NULL;
+    if (kiln_context_create(e, &c) != KILN_OK) return;
+    for (int b = 0; b < 2; b++) {
+        kiln_dims s;
+        if (kiln_engine_profile_shape(e, 0, "x", b ? KILN_PROFILE_MAX : KILN_PROFILE_MIN, &s))
+            continue;
+        if (kiln_context_set_input_shape(c, "x", &s)) continue;
+        bool ok = true;
+        for (int32_t i = 0; i < kiln_engine_num_io(e) && i < 4; i++) {
+            const char *name = kiln_engine_io_name(e, i);
+            kiln_dims sh;
+            kiln_dtype dt;
+            if (kiln_engine_tensor_info(e, name, &dt, &sh) ||
+                kiln_context_tensor_shape(c, name, &sh)) {
+                ok = false;
+                break;
+            }
+            int64_t bytes = kiln_dims_count(&sh) * (int64_t)kiln_dtype_size(dt);
+            ok = ok && bytes <= (int64_t)sizeof bufs[i] &&
+                 kiln_context_set_tensor(c, name, bufs[i]) == KILN_OK;
+        }
+        if (ok) kiln_context_run(c);
+    }
+    kiln_context_destroy(c);
+}
+
+static void test_hostile_dynamic_plans(void **state)
+{
+    (void)state;
+    kiln_network *net = seq_net();
+    kiln_config *cfg = range_config("x", dims(D(1, 1, 16)), dims(D(2, 4, 16)), dims(D(3, 6, 16)));
+    kiln_engine *e = build_cfg(net, cfg);
+    uint8_t *p;
+    size_t n;
+    assert_int_equal(kiln_engine_serialize(e, (void **)&p, &n), KILN_OK);
+    uint8_t *q = malloc(n);
+    const uint8_t vals[] = {0x00, 0xff, 0x01, 0x40};
+    int loaded = 0, refused = 0;
+    for (size_t i = PLAN_HEADER_BYTES; i < n; i++)
+        for (size_t k = 0; k < sizeof vals; k++) {
+            if (p[i] == vals[k]) continue;
+            memcpy(q, p, n);
+            q[i] = vals[k];
+            fix_crcs(q, n);
+            kiln_engine *x = NULL;
+            if (kiln_engine_load_memory(q, n, &x) == KILN_OK) {
+                loaded++;
+                try_shapes(x);
+                kiln_engine_destroy(x);
+            } else {
+                refused++;
+                assert_null(x);
+            }
+        }
+    assert_true(refused > 0 && loaded > 0);
+    free(q);
+    kiln_free(p);
+    kiln_engine_destroy(e);
+    kiln_config_destroy(cfg);
+    kiln_network_destroy(net);
+}
+
 /* ---- many contexts on many threads ---- */
 
 #define THREADS 8
@@ -524,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_plan_round_trip),
         cmocka_unit_test(test_caller_memory),
+        cmocka_unit_test(test_hostile_dynamic_plans),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_allocation_failures),
     };
