@@ -61,6 +61,7 @@ kiln_status opt_set_transpose_perm(ir_graph *g, ir_node *n, const int32_t *perm,
 kiln_status opt_dead_code(ir_graph *g, int32_t *changes);
 kiln_status opt_constant_folding(ir_graph *g, int32_t *changes);
 kiln_status opt_identity(ir_graph *g, int32_t *changes);
+kiln_status opt_transpose_sinking(ir_graph *g, int32_t *changes);
 kiln_status opt_reshape_transpose(ir_graph *g, int32_t *changes);
 kiln_status opt_cse(ir_graph *g, int32_t *changes);
 kiln_status opt_matmul_add_to_gemm(ir_graph *g, int32_t *changes);
