@@ -57,11 +57,19 @@ kiln_status opt_infer_node(ir_graph *g, int32_t node);
 /* A new constant (copied into the graph's arena) with a fresh name derived from `base`. */
 kiln_status opt_add_constant(ir_graph *g, const char *base, kiln_dtype dtype,
                              const kiln_dims *shape, const void *data, int32_t *value);
+/* A new activation with a fresh name derived from `base`, no producer and no shape yet:
+ * for a node that is rewired to write something new. */
+kiln_status opt_add_value(ir_graph *g, const char *base, int32_t *value);
+/* A Transpose's perm for an input of `rank` (without the attribute: the axes reversed). */
+void opt_transpose_perm(const ir_node *n, int32_t rank, int32_t *perm);
+/* Sets a Transpose's perm attribute (the array lives in the graph's arena). */
+kiln_status opt_set_transpose_perm(ir_graph *g, ir_node *n, const int32_t *perm, int32_t rank);
 
 /* Passes (one file each). */
 kiln_status opt_dead_code(ir_graph *g, int32_t *changes);
 kiln_status opt_constant_folding(ir_graph *g, int32_t *changes);
 kiln_status opt_identity(ir_graph *g, int32_t *changes);
+kiln_status opt_transpose_sinking(ir_graph *g, int32_t *changes);
 kiln_status opt_reshape_transpose(ir_graph *g, int32_t *changes);
 kiln_status opt_cse(ir_graph *g, int32_t *changes);
 kiln_status opt_matmul_add_to_gemm(ir_graph *g, int32_t *changes);

@@ -7,6 +7,10 @@ static const opt_pass g_passes[] = {
      opt_constant_folding},
     {"identity", "remove Identity, same-dtype Cast and no-op Reshape/Transpose/Pad/Slice/Expand",
      opt_identity},
+    {"transpose-sinking",
+     "move a Transpose below elementwise/Concat/Reduce/Softmax layers onto a Transpose it merges "
+     "with, or up onto its inverse",
+     opt_transpose_sinking},
     {"reshape-transpose", "merge Transpose pairs and chains of Reshape/Flatten/Squeeze/Unsqueeze",
      opt_reshape_transpose},
     {"cse", "merge identical constants and layers computing the same thing", opt_cse},

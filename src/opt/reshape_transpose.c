@@ -29,32 +29,6 @@ static int32_t private_producer(const ir_graph *g, int32_t node, bool (*want)(co
 
 static bool is_transpose(const ir_node *n) { return is_op(n, "Transpose"); }
 
-/* A Transpose's perm for an input of `rank` (the default reverses the axes). */
-static void perm_of(const ir_node *n, int32_t rank, int32_t *perm)
-{
-    int32_t cnt = 0;
-    const int64_t *p = ir_attr_ints(n, "perm", &cnt);
-    for (int32_t i = 0; i < rank; i++) perm[i] = p && cnt == rank ? (int32_t)p[i] : rank - 1 - i;
-}
-
-static kiln_status set_perm(ir_graph *g, ir_node *n, const int32_t *perm, int32_t rank)
-{
-    int64_t *vals = kiln_arena_alloc(&g->arena, sizeof(int64_t) * (size_t)(rank + 1));
-    if (!vals) return KILN_ERR_OUT_OF_MEMORY;
-    for (int32_t i = 0; i < rank; i++) vals[i] = perm[i];
-    kiln_attr *a = (kiln_attr *)ir_attr_find(n, "perm");
-    if (!a) {
-        kiln_attr *arr = kiln_arena_alloc(&g->arena, sizeof(kiln_attr) * (size_t)(n->n_attrs + 1));
-        if (!arr) return KILN_ERR_OUT_OF_MEMORY;
-        if (n->n_attrs) memcpy(arr, n->attrs, sizeof(kiln_attr) * (size_t)n->n_attrs);
-        a = &arr[n->n_attrs];
-        n->attrs = arr;
-        n->n_attrs++;
-    }
-    *a = KILN_ATTR_IS("perm", vals, rank);
-    return KILN_OK;
-}
-
 /* Turns node `id` in place into Reshape(x, constant shape of its output): it keeps its
  * name and its output tensor. */
 static kiln_status to_reshape(ir_graph *g, int32_t id, int32_t x)
@@ -98,7 +72,7 @@ static void drop_if_identity(ir_graph *g, int32_t id)
     if (!opt_same_shape(g, n->in[0], n->out[0])) return;
     if (is_transpose(n)) {
         int32_t perm[KILN_MAX_RANK];
-        perm_of(n, x->shape.rank, perm);
+        opt_transpose_perm(n, x->shape.rank, perm);
         for (int32_t i = 0; i < x->shape.rank; i++)
             if (perm[i] != i) return;
     }
@@ -115,10 +89,10 @@ static kiln_status merge_transposes(ir_graph *g, int32_t id, int32_t *changes)
     ir_node *n = &g->nodes[id], *p = &g->nodes[pid];
     int32_t rank = g->values[p->in[0]].shape.rank, p1[KILN_MAX_RANK], p2[KILN_MAX_RANK],
             q[KILN_MAX_RANK];
-    perm_of(p, rank, p1);
-    perm_of(n, rank, p2);
+    opt_transpose_perm(p, rank, p1);
+    opt_transpose_perm(n, rank, p2);
     for (int32_t i = 0; i < rank; i++) q[i] = p1[p2[i]];
-    KILN_TRY(set_perm(g, n, q, rank));
+    KILN_TRY(opt_set_transpose_perm(g, n, q, rank));
     n->in[0] = p->in[0];
     p->dead = true;
     KILN_TRY(opt_record_fusion(g, id, pid));
@@ -134,7 +108,7 @@ static bool moves_only_unit_axes(const ir_graph *g, const ir_node *n)
 {
     const kiln_dims *s = &g->values[n->in[0]].shape;
     int32_t perm[KILN_MAX_RANK], last = -1;
-    perm_of(n, s->rank, perm);
+    opt_transpose_perm(n, s->rank, perm);
     for (int32_t i = 0; i < s->rank; i++) {
         if (s->d[perm[i]] == 1) continue;
         if (perm[i] < last) return false;

@@ -1,5 +1,6 @@
 /* rewrite.c - the small graph edits passes are made of: counting readers, rewiring,
- * bypassing Identity-like nodes, adding nodes and constants, recording fusions. */
+ * bypassing Identity-like nodes, adding nodes, values and constants, recording fusions,
+ * reading and setting a Transpose's perm. */
 #include <stdio.h>
 #include <string.h>
 
@@ -159,4 +160,36 @@ bool opt_same_shape(const ir_graph *g, int32_t a, int32_t b)
     if (!g->dynamic || a == b || (va->dyn_dims == 0 && vb->dyn_dims == 0)) return true;
     return va->dyn_dims != IR_DIMS_UNKNOWN && va->dyn_dims == vb->dyn_dims &&
            va->shape_sig == vb->shape_sig;
+}
+
+kiln_status opt_add_value(ir_graph *g, const char *base, int32_t *value)
+{
+    char buf[256];
+    return ir_graph_add_value(g, fresh(g, base, "out", buf, sizeof buf), IR_VALUE_ACTIVATION,
+                              value);
+}
+
+void opt_transpose_perm(const ir_node *n, int32_t rank, int32_t *perm)
+{
+    int32_t cnt = 0;
+    const int64_t *p = ir_attr_ints(n, "perm", &cnt);
+    for (int32_t i = 0; i < rank; i++) perm[i] = p && cnt == rank ? (int32_t)p[i] : rank - 1 - i;
+}
+
+kiln_status opt_set_transpose_perm(ir_graph *g, ir_node *n, const int32_t *perm, int32_t rank)
+{
+    int64_t *vals = kiln_arena_alloc(&g->arena, sizeof(int64_t) * (size_t)(rank + 1));
+    if (!vals) return KILN_ERR_OUT_OF_MEMORY;
+    for (int32_t i = 0; i < rank; i++) vals[i] = perm[i];
+    kiln_attr *a = (kiln_attr *)ir_attr_find(n, "perm");
+    if (!a) {
+        kiln_attr *arr = kiln_arena_alloc(&g->arena, sizeof(kiln_attr) * (size_t)(n->n_attrs + 1));
+        if (!arr) return KILN_ERR_OUT_OF_MEMORY;
+        if (n->n_attrs) memcpy(arr, n->attrs, sizeof(kiln_attr) * (size_t)n->n_attrs);
+        a = &arr[n->n_attrs];
+        n->attrs = arr;
+        n->n_attrs++;
+    }
+    *a = KILN_ATTR_IS("perm", vals, rank);
+    return KILN_OK;
 }
