@@ -1,6 +1,7 @@
 /* fused.c - the "fused" op group: layers the optimizer makes by folding a bias, a residual
- * (input Z) and an activation into Conv, Gemm and MatMul. Each runs its base op's shape
- * rule and reference kernel, then the epilogue of fused_act.c in place. */
+ * (input Z) and an activation into Conv, Gemm and MatMul (each runs its base op's shape
+ * rule and reference kernel, then the epilogue of fused_act.c in place), and
+ * kiln.Elementwise, a chain of elementwise ops in one pass (fused_chain.c). */
 #include <string.h>
 
 #include "ir/ops/fused_impl.h"
@@ -159,6 +160,14 @@ static const ir_attr_def k_gemm_attrs[] = {
     ACT_ATTRS,
 };
 static const ir_attr_def k_matmul_attrs[] = {ACT_ATTRS};
+/* kiln.Elementwise's program: one entry per step in each list (fused_chain.c). */
+static const ir_attr_def k_chain_attrs[] = {
+    {"ops", KILN_ATTR_INTS, true, 0, 0.0f, NULL},
+    {"operand", KILN_ATTR_INTS, true, 0, 0.0f, NULL},
+    {"side", KILN_ATTR_INTS, true, 0, 0.0f, NULL},
+    {"alpha", KILN_ATTR_FLOATS, true, 0, 0.0f, NULL},
+    {"beta", KILN_ATTR_FLOATS, true, 0, 0.0f, NULL},
+};
 
 #define N_ATTRS(a) a, (int32_t)(sizeof a / sizeof *a)
 
@@ -166,5 +175,8 @@ const ir_op ir_ops_fused[] = {
     {"kiln.Conv", 2, 4, 1, 1, N_ATTRS(k_conv_attrs), infer_conv, eval_conv, 0},
     {"kiln.Gemm", 2, 4, 1, 1, N_ATTRS(k_gemm_attrs), infer_gemm, eval_gemm, 0},
     {"kiln.MatMul", 2, 4, 1, 1, N_ATTRS(k_matmul_attrs), infer_matmul, eval_matmul, 0},
+    /* x and up to 15 operands (FUSED_EW_MAX_IN); reads x[i] before writing y[i]. */
+    {"kiln.Elementwise", 1, 16, 1, 1, N_ATTRS(k_chain_attrs), fused_chain_infer, fused_chain_eval,
+     IR_OP_INPLACE},
 };
 const int32_t ir_ops_fused_count = sizeof ir_ops_fused / sizeof *ir_ops_fused;

@@ -1,6 +1,6 @@
-/* fused_impl.h - private to the fused op group (fused.c, fused_act.c): the activations a
- * fused layer may end with and the epilogue that applies a residual and an activation
- * in place over a layer's output. */
+/* fused_impl.h - private to the fused op group (fused.c, fused_act.c, fused_chain.c): the
+ * activations a fused layer may end with, the epilogue that applies a residual and an
+ * activation in place over a layer's output, and kiln.Elementwise's shape rule and kernel. */
 #ifndef KILN_FUSED_IMPL_H
 #define KILN_FUSED_IMPL_H
 
@@ -30,5 +30,10 @@ kiln_status fused_act_parse(const ir_node *n, fused_act *act);
  * gives the same bits as the unfused chain. */
 void fused_epilogue(float *y, int64_t count, const float *z, fused_act act, float alpha,
                     float beta);
+
+/* kiln.Elementwise (fused_chain.c; its program is described there and in fused_chain.h). */
+kiln_status fused_chain_infer(ir_infer *c);
+kiln_status fused_chain_eval(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
+                             int32_t n_out);
 
 #endif /* KILN_FUSED_IMPL_H */
