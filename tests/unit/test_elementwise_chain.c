@@ -230,7 +230,7 @@ static void expect_error(const prog *p, const ir_tensor *in, int32_t n_in, kiln_
 
 static void test_op_errors(void **state)
 {
-    float data[6] = {0};
+    float data[12] = {0};
     int64_t ints[6] = {0};
     ir_tensor x = tu_tensor_f32(DIMS(2, 3), data), b3 = tu_tensor_f32(DIMS(3), data);
     ir_tensor b4 = tu_tensor_f32(DIMS(4), data), up = tu_tensor_f32(DIMS(2, 2, 3), data);
