@@ -74,10 +74,11 @@ kiln_status opt_reshape_transpose(ir_graph *g, int32_t *changes);
 kiln_status opt_cse(ir_graph *g, int32_t *changes);
 kiln_status opt_matmul_add_to_gemm(ir_graph *g, int32_t *changes);
 kiln_status opt_attention(ir_graph *g, int32_t *changes);
-/* Fusion passes (bn_fold.c, gelu.c, layernorm.c, act_fusion.c). */
+/* Fusion passes (bn_fold.c, gelu.c, layernorm.c, act_fusion.c, elementwise_chain.c). */
 kiln_status opt_batchnorm_fold(ir_graph *g, int32_t *changes);
 kiln_status opt_gelu(ir_graph *g, int32_t *changes);
 kiln_status opt_layernorm(ir_graph *g, int32_t *changes);
 kiln_status opt_activation_fusion(ir_graph *g, int32_t *changes);
+kiln_status opt_elementwise_chain(ir_graph *g, int32_t *changes);
 
 #endif

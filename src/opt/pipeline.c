@@ -26,6 +26,11 @@ static const opt_pass g_passes[] = {
      opt_layernorm},
     {"activation-fusion", "Conv/Gemm/MatMul + bias + residual Add + activation -> kiln.* layer",
      opt_activation_fusion},
+    /* after activation-fusion: what a Conv/Gemm/MatMul takes as its epilogue goes there */
+    {"elementwise-chain",
+     "runs of elementwise layers, each the last one's only reader -> one "
+     "kiln.Elementwise",
+     opt_elementwise_chain},
     {"dead-code", "remove layers whose outputs nothing uses", opt_dead_code},
 };
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ir/ops/elementwise_impl.h"
+#include "ir/ops/elementwise_scalar.h"
 
 /* ---- Identity ---- */
 
@@ -86,51 +87,30 @@ static kiln_status infer_gelu(ir_infer *c)
         return KILN_OK;                                                                            \
     }
 
-#define K_SQRT1_2        0.70710678118654752440f
-#define K_SQRT_2_OVER_PI 0.79788456080286535588f
-
-/* Written so that large |x| neither overflows nor cancels. */
-static inline float sigmoid_f(float x)
-{
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-
-static inline float softplus_f(float x)
-{
-    return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x));
-}
-
-/* Clamps to [0, 1] keeping NaN (fmaxf/fminf would drop it). */
-static inline float clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
-
-UNARY_F32(eval_leaky_relu, x < 0.0f ? alpha * x : x)
-UNARY_F32(eval_sigmoid, sigmoid_f(x))
-UNARY_F32(eval_tanh, tanhf(x))
-UNARY_F32(eval_hard_sigmoid, clamp01((alpha * x) + beta))
-UNARY_F32(eval_hard_swish, (x * clamp01((x / 6.0f) + 0.5f)))
-/* Gelu as 0.5 x erfc(-x / sqrt 2) and x sigmoid(2 u), equal to the textbook
- * 0.5 x (1 + erf(..)) and 0.5 x (1 + tanh(u)) but without the cancellation of 1 + erf
- * and 1 + tanh for negative x. */
-UNARY_F32(eval_gelu_erf, 0.5f * x * erfcf(-x * K_SQRT1_2))
-UNARY_F32(eval_gelu_tanh, (x * sigmoid_f(2.0f * K_SQRT_2_OVER_PI * (x + 0.044715f * x * x * x))))
-UNARY_F32(eval_erf, erff(x))
-UNARY_F32(eval_elu, x < 0.0f ? alpha * expm1f(x) : x)
-UNARY_F32(eval_selu, x > 0.0f ? gamma * x : gamma * alpha * expm1f(x))
-UNARY_F32(eval_softplus, softplus_f(x))
-UNARY_F32(eval_softsign, x / (1.0f + fabsf(x)))
-UNARY_F32(eval_mish, (x * tanhf(softplus_f(x))))
-UNARY_F32(eval_thresholded_relu, x > alpha ? x : 0.0f)
-UNARY_F32(eval_sqrt, sqrtf(x))
-UNARY_F32(eval_exp, expf(x))
-UNARY_F32(eval_log, logf(x))
-UNARY_F32(eval_reciprocal, 1.0f / x)
-UNARY_F32(eval_floor, floorf(x))
-UNARY_F32(eval_ceil, ceilf(x))
-UNARY_F32(eval_round, nearbyintf(x)) /* the default rounding mode: half to even */
-UNARY_F32(eval_sin, sinf(x))
-UNARY_F32(eval_cos, cosf(x))
+/* The formulas are elementwise_scalar.h's, which the fused layers share. */
+UNARY_F32(eval_leaky_relu, ew_leaky_relu(x, alpha))
+UNARY_F32(eval_sigmoid, ew_sigmoid(x))
+UNARY_F32(eval_tanh, ew_tanh(x))
+UNARY_F32(eval_hard_sigmoid, ew_hard_sigmoid(x, alpha, beta))
+UNARY_F32(eval_hard_swish, ew_hard_swish(x))
+UNARY_F32(eval_gelu_erf, ew_gelu_erf(x))
+UNARY_F32(eval_gelu_tanh, ew_gelu_tanh(x))
+UNARY_F32(eval_erf, ew_erf(x))
+UNARY_F32(eval_elu, ew_elu(x, alpha))
+UNARY_F32(eval_selu, ew_selu(x, alpha, gamma))
+UNARY_F32(eval_softplus, ew_softplus(x))
+UNARY_F32(eval_softsign, ew_softsign(x))
+UNARY_F32(eval_mish, ew_mish(x))
+UNARY_F32(eval_thresholded_relu, ew_thresholded_relu(x, alpha))
+UNARY_F32(eval_sqrt, ew_sqrt(x))
+UNARY_F32(eval_exp, ew_exp(x))
+UNARY_F32(eval_log, ew_log(x))
+UNARY_F32(eval_reciprocal, ew_reciprocal(x))
+UNARY_F32(eval_floor, ew_floor(x))
+UNARY_F32(eval_ceil, ew_ceil(x))
+UNARY_F32(eval_round, ew_round(x))
+UNARY_F32(eval_sin, ew_sin(x))
+UNARY_F32(eval_cos, ew_cos(x))
 
 static kiln_status eval_gelu(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
                              int32_t n_out)
@@ -178,11 +158,10 @@ static kiln_status eval_gelu(const ir_node *n, const ir_tensor *in, int32_t n_in
         return KILN_OK;                                                                            \
     }
 
-/* NaN passes through Relu, as numpy's maximum(x, 0). */
-UNARY_NUM(eval_relu, x < 0.0f ? 0.0f : x, x < 0 ? 0 : x)
-UNARY_NUM(eval_neg, -x, 0 - ux)
-UNARY_NUM(eval_abs, fabsf(x), x < 0 ? 0 - ux : ux)
-UNARY_NUM(eval_sign, x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x), (x > 0) - (x < 0))
+UNARY_NUM(eval_relu, ew_relu(x), x < 0 ? 0 : x)
+UNARY_NUM(eval_neg, ew_neg(x), 0 - ux)
+UNARY_NUM(eval_abs, ew_abs(x), x < 0 ? 0 - ux : ux)
+UNARY_NUM(eval_sign, ew_sign(x), (x > 0) - (x < 0))
 
 /* ---- bool and classification ---- */
 
@@ -266,7 +245,7 @@ static kiln_status infer_clip(ir_infer *c)
         T *y = out[0].data;                                                                        \
         T lo = input_present(in, n_in, 1) ? *(const T *)in[1].data : (LO);                         \
         T hi = input_present(in, n_in, 2) ? *(const T *)in[2].data : (HI);                         \
-        /* lo first, then hi: when min > max every value becomes max, as ONNX says. */             \
+        /* lo first, then hi (ew_clip): when min > max every value becomes max, as ONNX says. */   \
         for (int64_t i = 0; i < cnt; i++) {                                                        \
             T v = x[i] < lo ? lo : x[i];                                                           \
             y[i] = v > hi ? hi : v;                                                                \

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ir/ops/elementwise_impl.h"
+#include "ir/ops/elementwise_scalar.h"
 
 /* ---- shared helpers ---- */
 
@@ -190,15 +191,6 @@ static inline uint8_t mul_u8(uint8_t a, uint8_t b) { return (uint8_t)(a * b); }
 static inline uint8_t div_u8(uint8_t a, uint8_t b) { return b == 0 ? 0 : (uint8_t)(a / b); }
 static inline uint8_t mod_u8(uint8_t a, uint8_t b) { return b == 0 ? 0 : (uint8_t)(a % b); }
 
-/* NaN-propagating max and min, as numpy's maximum and minimum. */
-static inline float maxf_nan(float a, float b) { return (a > b || isnan(a)) ? a : b; }
-static inline float minf_nan(float a, float b) { return (a < b || isnan(a)) ? a : b; }
-
-static inline float addf(float a, float b) { return a + b; }
-static inline float subf(float a, float b) { return a - b; }
-static inline float mulf(float a, float b) { return a * b; }
-static inline float divf(float a, float b) { return a / b; }
-
 /* Python's % on floats (Mod with fmod=0, opset 28): the sign of the divisor, as numpy's
  * remainder computes it. A zero result takes the divisor's sign; x % +-inf is x, or the
  * divisor when the signs differ; inf % y and x % 0 are NaN (fmodf's). */
@@ -246,22 +238,22 @@ static inline uint64_t ipow_u64(int64_t base, int64_t e)
     return r;
 }
 
-ROW2(add_f32, float, float, float, a + b)
+ROW2(add_f32, float, float, float, ew_add(a, b))
 ROW2(add_i32r, int32_t, int32_t, int32_t, add_i32(a, b))
 ROW2(add_i64r, int64_t, int64_t, int64_t, add_i64(a, b))
-ROW2(sub_f32, float, float, float, a - b)
+ROW2(sub_f32, float, float, float, ew_sub(a, b))
 ROW2(sub_i32r, int32_t, int32_t, int32_t, sub_i32(a, b))
 ROW2(sub_i64r, int64_t, int64_t, int64_t, sub_i64(a, b))
-ROW2(mul_f32, float, float, float, (a * b))
+ROW2(mul_f32, float, float, float, ew_mul(a, b))
 ROW2(mul_i32r, int32_t, int32_t, int32_t, mul_i32(a, b))
 ROW2(mul_i64r, int64_t, int64_t, int64_t, mul_i64(a, b))
-ROW2(div_f32, float, float, float, a / b)
+ROW2(div_f32, float, float, float, ew_div(a, b))
 ROW2(div_i32r, int32_t, int32_t, int32_t, div_i32(a, b))
 ROW2(div_i64r, int64_t, int64_t, int64_t, div_i64(a, b))
-ROW2(max_f32, float, float, float, maxf_nan(a, b))
+ROW2(max_f32, float, float, float, ew_max(a, b))
 ROW2(max_i32, int32_t, int32_t, int32_t, a > b ? a : b)
 ROW2(max_i64, int64_t, int64_t, int64_t, a > b ? a : b)
-ROW2(min_f32, float, float, float, minf_nan(a, b))
+ROW2(min_f32, float, float, float, ew_min(a, b))
 ROW2(min_i32, int32_t, int32_t, int32_t, a < b ? a : b)
 ROW2(min_i64, int64_t, int64_t, int64_t, a < b ? a : b)
 ROW2(fmod_f32, float, float, float, fmodf(a, b))
@@ -269,7 +261,7 @@ ROW2(pymod_i32r, int32_t, int32_t, int32_t, pymod_i32(a, b))
 ROW2(pymod_i64r, int64_t, int64_t, int64_t, pymod_i64(a, b))
 ROW2(cmod_i32r, int32_t, int32_t, int32_t, cmod_i32(a, b))
 ROW2(cmod_i64r, int64_t, int64_t, int64_t, cmod_i64(a, b))
-ROW2(prelu_f32, float, float, float, a < 0.0f ? a * b : a)
+ROW2(prelu_f32, float, float, float, ew_prelu(a, b))
 ROW2(pymod_f32, float, float, float, pymodf(a, b))
 
 /* i8 and u8: the integer rules above at their width. */
@@ -301,12 +293,12 @@ ROW2(min_u8, uint8_t, uint8_t, uint8_t, a < b ? a : b)
     ROW2(name##_f16, uint16_t, uint16_t, uint8_t, kiln_f16_to_f32(a) OP kiln_f16_to_f32(b))        \
     ROW2(name##_bf16, uint16_t, uint16_t, uint8_t, kiln_bf16_to_f32(a) OP kiln_bf16_to_f32(b))
 
-HALF_ROWS(add, addf)
-HALF_ROWS(sub, subf)
-HALF_ROWS(mul, mulf)
-HALF_ROWS(div, divf)
-HALF_ROWS(max, maxf_nan)
-HALF_ROWS(min, minf_nan)
+HALF_ROWS(add, ew_add)
+HALF_ROWS(sub, ew_sub)
+HALF_ROWS(mul, ew_mul)
+HALF_ROWS(div, ew_div)
+HALF_ROWS(max, ew_max)
+HALF_ROWS(min, ew_min)
 HALF_ROWS(fmod, fmodf)
 HALF_ROWS(pymod, pymodf)
 
@@ -346,7 +338,7 @@ ROW2(or_b8, uint8_t, uint8_t, uint8_t, (a != 0) | (b != 0))
 ROW2(xor_b8, uint8_t, uint8_t, uint8_t, (a != 0) ^ (b != 0))
 
 /* Pow for every base and exponent dtype pair; the result has the base's dtype. */
-ROW2(pow_f_f, float, float, float, powf(a, b))
+ROW2(pow_f_f, float, float, float, ew_pow(a, b))
 ROW2(pow_f_i32, float, int32_t, float, (float)pow((double)a, (double)b))
 ROW2(pow_f_i64, float, int64_t, float, (float)pow((double)a, (double)b))
 ROW2(pow_i32_f, int32_t, float, int32_t, sat_i32(pow((double)a, (double)b)))

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ir/ops/elementwise_scalar.h"
 #include "ir/ops/extra_impl.h"
 
 static kiln_status need_dtype(const ir_node *n, const char *what, kiln_dtype t,
@@ -64,9 +65,7 @@ kiln_status ex_infer_celu(ir_infer *c)
     return ir_infer_same_as_input(c);
 }
 
-/* max(0, x) + min(0, alpha (exp(x / alpha) - 1)) is x for x >= 0 and the second term
- * otherwise, for either sign of alpha; expm1 keeps small |x| accurate. */
-static inline float celu(float x, float alpha) { return x >= 0.0f ? x : alpha * expm1f(x / alpha); }
+/* The formula is ew_celu of elementwise_scalar.h (shared with kiln.Elementwise). */
 
 /* f16 and bf16 are widened to f32 (exactly) and the f32 result is rounded once on
  * store: it passes through ir_tensor_set's double unchanged. */
@@ -78,11 +77,11 @@ kiln_status ex_eval_celu(const ir_node *n, const ir_tensor *in, int32_t n_in, ir
     if (in[0].dtype == KILN_DTYPE_F32) {
         const float *x = in[0].data;
         float *y = out[0].data;
-        for (int64_t i = 0; i < cnt; i++) y[i] = celu(x[i], alpha);
+        for (int64_t i = 0; i < cnt; i++) y[i] = ew_celu(x[i], alpha);
         return KILN_OK;
     }
     for (int64_t i = 0; i < cnt; i++)
-        ir_tensor_set(&out[0], i, celu((float)ir_tensor_get(&in[0], i), alpha));
+        ir_tensor_set(&out[0], i, ew_celu((float)ir_tensor_get(&in[0], i), alpha));
     return KILN_OK;
 }
 

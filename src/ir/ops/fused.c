@@ -1,7 +1,8 @@
 /* fused.c - the "fused" op group: layers the optimizer makes by folding a bias, a residual
- * (input Z) and an activation into Conv, Gemm and MatMul. Each runs its base op's shape
- * rule and reference kernel, then the epilogue of fused_act.c in place. The table also
- * lists kiln.Attention (fused_attention.c). */
+ * (input Z) and an activation into Conv, Gemm and MatMul (each runs its base op's shape
+ * rule and reference kernel, then the epilogue of fused_act.c in place); kiln.Elementwise,
+ * a chain of elementwise ops in one pass (fused_chain.c); and kiln.Attention
+ * (fused_attention.c). */
 #include <string.h>
 
 #include "ir/ops/fused_impl.h"
@@ -167,6 +168,15 @@ static const ir_attr_def k_attention_attrs[] = {
     {"scale_mode", KILN_ATTR_STRING, false, 0, 0.0f, "mul"},
 };
 
+/* kiln.Elementwise's program: one entry per step in each list (fused_chain.c). */
+static const ir_attr_def k_chain_attrs[] = {
+    {"ops", KILN_ATTR_INTS, true, 0, 0.0f, NULL},
+    {"operand", KILN_ATTR_INTS, true, 0, 0.0f, NULL},
+    {"side", KILN_ATTR_INTS, true, 0, 0.0f, NULL},
+    {"alpha", KILN_ATTR_FLOATS, true, 0, 0.0f, NULL},
+    {"beta", KILN_ATTR_FLOATS, true, 0, 0.0f, NULL},
+};
+
 #define N_ATTRS(a) a, (int32_t)(sizeof a / sizeof *a)
 
 const ir_op ir_ops_fused[] = {
@@ -175,5 +185,8 @@ const ir_op ir_ops_fused[] = {
     {"kiln.MatMul", 2, 4, 1, 1, N_ATTRS(k_matmul_attrs), infer_matmul, eval_matmul, 0},
     {"kiln.Attention", 3, 4, 1, 1, N_ATTRS(k_attention_attrs), fused_attention_infer,
      fused_attention_eval, 0},
+    /* x and up to 15 operands (FUSED_EW_MAX_IN); reads x[i] before writing y[i]. */
+    {"kiln.Elementwise", 1, 16, 1, 1, N_ATTRS(k_chain_attrs), fused_chain_infer, fused_chain_eval,
+     IR_OP_INPLACE},
 };
 const int32_t ir_ops_fused_count = sizeof ir_ops_fused / sizeof *ir_ops_fused;

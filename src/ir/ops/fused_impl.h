@@ -1,6 +1,7 @@
-/* fused_impl.h - private to the fused op group (fused.c, fused_act.c, fused_attention.c):
- * the activations a fused layer may end with, the epilogue that applies a residual and an
- * activation in place over a layer's output, and kiln.Attention's shape rule and kernel. */
+/* fused_impl.h - private to the fused op group (fused.c, fused_act.c, fused_chain.c,
+ * fused_attention.c): the activations a fused layer may end with, the epilogue that applies
+ * a residual and an activation in place over a layer's output, and the shape rules and
+ * kernels of kiln.Elementwise and kiln.Attention. */
 #ifndef KILN_FUSED_IMPL_H
 #define KILN_FUSED_IMPL_H
 
@@ -39,5 +40,10 @@ void fused_epilogue(float *y, int64_t count, const float *z, fused_act act, floa
 kiln_status fused_attention_infer(ir_infer *c);
 kiln_status fused_attention_eval(const ir_node *n, const ir_tensor *in, int32_t n_in,
                                  ir_tensor *out, int32_t n_out);
+
+/* kiln.Elementwise (fused_chain.c; its program is described there and in fused_chain.h). */
+kiln_status fused_chain_infer(ir_infer *c);
+kiln_status fused_chain_eval(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_tensor *out,
+                             int32_t n_out);
 
 #endif /* KILN_FUSED_IMPL_H */
