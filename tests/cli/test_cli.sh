@@ -282,6 +282,10 @@ expect "build --help explains the ranges and --profile" \
     "grep -q -- '--min-shapes NAME:DIMS' '$T/out' && grep -q -- '--opt-shapes' '$T/out' \
      && grep -q -- '--max-shapes' '$T/out' && grep -q -- '--profile ' '$T/out' \
      && ! grep -q 'come with dynamic shapes' '$T/out'"
+run "$KILN" bench --help
+expect "bench --help explains --contexts, --batch, --shapes" \
+    "grep -q -- '--contexts C' '$T/out' && grep -q -- '--batch N' '$T/out' \
+     && grep -q -- '--shapes NAME:DIMS' '$T/out' && grep -q inferences_per_s '$T/out'"
 
 RANGE="--min-shapes data:1x1x28x28 --opt-shapes data:4x1x28x28 --max-shapes data:8x1x28x28"
 # shellcheck disable=SC2086
@@ -437,6 +441,57 @@ expect_fail "run with two inputs in range that do not fit each other" 1 \
     "$KILN" run "$T/pair.plan" -i "a=$T/a25.npy" -i "b=$T/b26.npy" -d "$T/res-x"
 expect "... the library's reason, with context" \
     "grep -q \"output 'y'\" '$T/err' && grep -q '2x5x8 and 2x6x8' '$T/err'"
+
+run "$KILN" bench "$T/dyn.plan" --contexts 2 --batch 8 --threads 1 -n 3 --warmup 1
+expect "bench --contexts 2 --batch 8 on a dynamic plan prints throughput and memory" \
+    "[ $rc -eq 0 ] && grep -q '^contexts    2 ' '$T/out' && grep -q '^shapes      data 8x1x28x28 (profile 0; batch 8)' '$T/out' \
+     && grep -q '6 in all' '$T/out' && grep -Eq '^throughput  [0-9.]+ runs/s, [0-9.]+ inferences/s$' '$T/out' \
+     && grep -Eq '^memory      weights .* once \+ 2 x arena .* \(2 separate engines: ' '$T/out' \
+     && [ ! -s '$T/err' ]"
+
+run "$KILN" bench "$T/dyn.plan" -n 2 --warmup 0 --json
+expect "bench --json of a dynamic plan runs at the opt shape by default" \
+    "[ $rc -eq 0 ] && [ \$(wc -l <'$T/out') -eq 1 ] && grep -qF '\"shapes\": {\"data\": [4, 1, 28, 28]}' '$T/out' \
+     && grep -q '\"batch\": 4,' '$T/out' && grep -q '\"contexts\": 1,' '$T/out' \
+     && grep -q '\"inferences_per_s\": [0-9]' '$T/out' && grep -q '\"weight_bytes\": [1-9]' '$T/out' \
+     && grep -q '\"arena_bytes_per_context\": [1-9]' '$T/out'"
+
+run "$KILN" bench "$T/dyn.plan" -n 2 --warmup 1 --contexts 3 --threads 1 --json
+num() { grep -o "\"$1\": [0-9.]*" "$T/out" | grep -o '[0-9.]*$'; }
+expect "bench --json --contexts 3: runs, memory of shared weights vs 3 engines" \
+    "[ $rc -eq 0 ] && grep -q '\"contexts\": 3,' '$T/out' && grep -q '\"runs\": 6,' '$T/out' \
+     && [ \$(num memory_bytes) -eq \$((\$(num weight_bytes) + 3 * \$(num arena_bytes_per_context))) ] \
+     && [ \$(num separate_engines_bytes) -eq \$((3 * (\$(num weight_bytes) + \$(num arena_bytes_per_context)))) ]"
+if command -v python3 >/dev/null 2>&1; then
+    expect "... which parses, with inferences = runs/s x batch" \
+        "python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert d[\"batch\"] == 4 and d[\"shapes\"] == {\"data\": [4, 1, 28, 28]}
+assert abs(d[\"inferences_per_s\"] - 4 * d[\"throughput_per_s\"]) <= 1e-3 * d[\"inferences_per_s\"] + 0.01
+assert d[\"wall_ms\"] > 0 and d[\"min_ms\"] <= d[\"median_ms\"] <= d[\"max_ms\"]
+' '$T/out'"
+fi
+
+run "$KILN" bench "$T/dyn.plan" -n 2 --warmup 0 --shapes data:2x1x28x28 --json
+expect "bench --shapes runs at that shape" \
+    "[ $rc -eq 0 ] && grep -qF '\"shapes\": {\"data\": [2, 1, 28, 28]}' '$T/out' && grep -q '\"batch\": 2,' '$T/out'"
+run "$KILN" bench "$T/dyn2.plan" -n 2 --warmup 0 --profile 1 --json
+expect "bench --profile 1 runs at profile 1's opt shape" \
+    "[ $rc -eq 0 ] && grep -qF '\"shapes\": {\"data\": [12, 1, 28, 28]}' '$T/out' && grep -q '\"profile\": 1,' '$T/out'"
+run "$KILN" bench "$T/pair.plan" -n 2 --warmup 0 --batch 3
+expect "bench --batch sets dimension 0 of every input" \
+    "[ $rc -eq 0 ] && grep -q '^shapes      a 3x4x8, b 3x4x8 (profile 0; batch 3)' '$T/out'"
+
+expect_fail "bench at a batch outside the profile" 1 "$KILN" bench "$T/dyn.plan" --batch 9 -n 1
+expect "... names the input, the dimension and the range" \
+    "grep -q \"input 'data': dimension 0 is 9; profile 0 allows 1..8\" '$T/err'"
+expect_fail "bench a static plan at another batch" 1 "$KILN" bench "$T/lenet.plan" --batch 2 -n 1
+expect "... says what it was built for" "grep -q 'built for 1' '$T/err'"
+expect_fail "bench --contexts 0" 2 "$KILN" bench "$T/dyn.plan" --contexts 0
+expect_fail "bench --batch with --shapes" 2 "$KILN" bench "$T/dyn.plan" --batch 2 --shapes data:2x1x28x28
+expect_fail "bench --shapes for an input the plan lacks" 2 "$KILN" bench "$T/dyn.plan" --shapes image:1x3
+expect_fail "bench --profile beyond the plan's profiles" 2 "$KILN" bench "$T/dyn.plan" --profile 1
+expect_fail "bench with a malformed --shapes" 2 "$KILN" bench "$T/dyn.plan" --shapes data:2xx1
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
