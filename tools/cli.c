@@ -116,6 +116,126 @@ bool cli_parse_dims(const char *text, kiln_dims *out)
     }
 }
 
+/* ---- input shapes ---- */
+
+/* Appends one "NAME:DIMS" item of `len` characters. */
+static int add_shape_item(cli_shapes *list, const char *flag, const char *item, size_t len)
+{
+    char text[1024];
+    if (len >= sizeof text)
+        return cli_usage_error("%s: the item '%.40s...' is too long", flag, item);
+    memcpy(text, item, len);
+    text[len] = '\0';
+    char *colon = strrchr(text, ':');
+    kiln_dims dims;
+    if (!colon || colon == text || !cli_parse_dims(colon + 1, &dims))
+        return cli_usage_error("%s expects NAME:DIMS[,NAME:DIMS...] such as data:1x3x224x224, "
+                               "got '%s'",
+                               flag, text);
+    *colon = '\0';
+    if (cli_shapes_find(list, text))
+        return cli_usage_error("%s names input '%s' twice", flag, text);
+    if (list->n == list->cap) {
+        int cap = list->cap ? 2 * list->cap : 4;
+        cli_shape *v = realloc(list->v, (size_t)cap * sizeof *v);
+        if (!v) return cli_error("out of memory");
+        list->v = v;
+        list->cap = cap;
+    }
+    char *name = malloc(strlen(text) + 1);
+    if (!name) return cli_error("out of memory");
+    strcpy(name, text);
+    list->v[list->n++] = (cli_shape){name, dims};
+    return CLI_OK;
+}
+
+int cli_shapes_parse(cli_shapes *list, const char *flag, const char *text)
+{
+    const char *s = text;
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        int rc = add_shape_item(list, flag, s, len);
+        if (rc != CLI_OK) return rc;
+        if (!comma) return CLI_OK;
+        s = comma + 1;
+    }
+}
+
+const cli_shape *cli_shapes_find(const cli_shapes *list, const char *name)
+{
+    for (int i = 0; i < list->n; i++)
+        if (strcmp(list->v[i].name, name) == 0) return &list->v[i];
+    return NULL;
+}
+
+void cli_shapes_free(cli_shapes *list)
+{
+    for (int i = 0; i < list->n; i++) free(list->v[i].name);
+    free(list->v);
+    memset(list, 0, sizeof *list);
+}
+
+/* ---- optimization profiles ---- */
+
+/* Input `name`'s min, opt and max shapes in `profile` into b[0..2]. */
+static bool profile_bounds(const kiln_engine *e, int32_t profile, const char *name, kiln_dims *b)
+{
+    for (int k = 0; k < 3; k++)
+        if (kiln_engine_profile_shape(e, profile, name, (kiln_profile_bound)k, &b[k]) != KILN_OK)
+            return false;
+    return true;
+}
+
+bool cli_engine_is_dynamic(const kiln_engine *e)
+{
+    int32_t np = kiln_engine_num_profiles(e);
+    if (np > 1) return true;
+    for (int32_t i = 0; i < kiln_engine_num_io(e); i++) {
+        const char *name = kiln_engine_io_name(e, i);
+        kiln_dims b[3];
+        if (kiln_engine_io_mode(e, name) == KILN_IO_INPUT && profile_bounds(e, 0, name, b) &&
+            !cli_dims_equal(&b[KILN_PROFILE_MIN], &b[KILN_PROFILE_MAX]))
+            return true;
+    }
+    return false;
+}
+
+void cli_print_profiles(void *file, const kiln_engine *e, const char *indent)
+{
+    FILE *f = file;
+    int32_t np = kiln_engine_num_profiles(e), n_io = kiln_engine_num_io(e);
+    int wp = snprintf(NULL, 0, "%d", (int)np - 1), wn = 5, w[3] = {3, 3, 3};
+    char s[3][160];
+    /* Widths first, so that the columns line up. */
+    for (int32_t p = 0; p < np; p++) {
+        for (int32_t i = 0; i < n_io; i++) {
+            const char *name = kiln_engine_io_name(e, i);
+            kiln_dims b[3];
+            if (kiln_engine_io_mode(e, name) != KILN_IO_INPUT || !profile_bounds(e, p, name, b))
+                continue;
+            if ((int)strlen(name) > wn) wn = (int)strlen(name);
+            for (int k = 0; k < 3; k++) {
+                int len = (int)strlen(cli_dims_str(&b[k], s[k], sizeof s[k]));
+                if (len > w[k]) w[k] = len;
+            }
+        }
+    }
+    fprintf(f, "%s%*s  %-*s  %-*s  %-*s  %s\n", indent, wp, "#", wn, "input", w[0], "min", w[1],
+            "opt", "max");
+    for (int32_t p = 0; p < np; p++) {
+        for (int32_t i = 0; i < n_io; i++) {
+            const char *name = kiln_engine_io_name(e, i);
+            kiln_dims b[3];
+            if (kiln_engine_io_mode(e, name) != KILN_IO_INPUT || !profile_bounds(e, p, name, b))
+                continue;
+            for (int k = 0; k < 3; k++) cli_dims_str(&b[k], s[k], sizeof s[k]);
+            fprintf(f, "%s%*d  %-*s  %-*s  %-*s  %s\n", indent, wp, (int)p, wn, name, w[0], s[0],
+                    w[1], s[1], s[2]);
+        }
+    }
+}
+
 /* ---- messages ---- */
 
 static const char *g_command;

@@ -84,6 +84,37 @@ bool cli_parse_int(const char *what, const char *text, long lo, long hi, long *o
 /* Parses "1x3x224x224" (rank 1..KILN_MAX_RANK, every dimension >= 1). */
 bool cli_parse_dims(const char *text, kiln_dims *out);
 
+/* ---- input shapes on the command line ------------------------------------------------
+ * "--shapes data:1x3x224x224,mask:1x128" as trtexec writes them: a comma-separated list of
+ * NAME:DIMS, split at the last ':' of each item (so that names such as "input:0" keep
+ * theirs). Repeating the option adds to the same list. */
+typedef struct cli_shape {
+    char *name;
+    kiln_dims dims;
+} cli_shape;
+
+typedef struct cli_shapes {
+    cli_shape *v;
+    int n, cap;
+} cli_shapes;
+
+/* Adds the items of TEXT to the list; `flag` ("--min-shapes") names the option in
+ * messages. An input named twice in one list is refused. Prints and returns CLI_USAGE on
+ * a malformed item, CLI_FAILED when out of memory. */
+int cli_shapes_parse(cli_shapes *list, const char *flag, const char *text);
+/* The item for input `name`, or NULL. */
+const cli_shape *cli_shapes_find(const cli_shapes *list, const char *name);
+void cli_shapes_free(cli_shapes *list);
+
+/* ---- optimization profiles of an engine ------------------------------------------------ */
+
+/* Whether the engine takes more than one shape: several profiles, or an input whose min
+ * and max differ in a profile. (A static engine reports one profile of its shapes.) */
+bool cli_engine_is_dynamic(const kiln_engine *e);
+/* Writes a table of the profiles to `file`: a heading, then one line per profile and
+ * input ("0  data  1x3x224x224  8x3x224x224  16x3x224x224"), each line after `indent`. */
+void cli_print_profiles(void *file, const kiln_engine *e, const char *indent);
+
 /* ---- messages ----------------------------------------------------------------------- */
 
 /* The subcommand named in messages ("build"); set by main before dispatching. */

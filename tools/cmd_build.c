@@ -24,15 +24,32 @@ static void print_help(void)
     printf("The built-ins' weights are deterministic pseudo-random numbers (splitmix64 with\n"
            "the fixed seed 0x%08x): every build gives the same plan. They exercise the\n"
            "optimizer and measure speed; their predictions mean nothing. An ONNX input with\n"
-           "a symbolic dimension needs its shape from --shapes.\n"
+           "a symbolic dimension (dim_param) is dynamic: give its shape with --shapes, or\n"
+           "its range with --min-shapes, --opt-shapes and --max-shapes.\n"
            "\n"
            "options:\n"
            "  -o PLAN               where to write the plan (required)\n"
            "  --batch N             batch size of a built-in network (default 1)\n"
-
-           "  --shapes NAME:DIMS    fix the shape of input NAME, e.g. data:8x1x28x28\n"
-           "                        (repeatable); for a built-in network this makes the batch\n"
-           "                        dimension dynamic and resolves it from DIMS\n"
+           "  --shapes NAME:DIMS[,NAME:DIMS...]\n"
+           "                        fix the shape of input NAME, e.g. data:8x1x28x28\n"
+           "                        (repeatable; a range of one shape in profile 0); for a\n"
+           "                        built-in network this makes the batch dimension dynamic\n"
+           "                        and resolves it from DIMS\n"
+           "  --min-shapes NAME:DIMS[,NAME:DIMS...]\n"
+           "  --opt-shapes NAME:DIMS[,NAME:DIMS...]\n"
+           "  --max-shapes NAME:DIMS[,NAME:DIMS...]\n"
+           "                        dynamic shapes, as in trtexec: the smallest, the usual\n"
+           "                        and the largest shape of each input in an optimization\n"
+           "                        profile (repeatable). An input named in one of the three\n"
+           "                        must be named in all three. The engine runs any shape in\n"
+           "                        between without rebuilding: kernels are chosen for opt,\n"
+           "                        memory is planned for max. For a built-in network they\n"
+           "                        make the batch dimension dynamic\n"
+           "  --profile             start the next optimization profile: the --min-shapes,\n"
+           "                        --opt-shapes and --max-shapes after it describe profile 1,\n"
+           "                        after a second --profile profile 2, ... (at most %d;\n"
+           "                        every profile gives a range to every dynamic input).\n"
+           "                        `kiln run` and `kiln bench` pick one with --profile K\n"
            "  --threads N           threads each context of the engine uses\n"
            "                        (default 0: one per hardware thread)\n"
            "  --device DEVICE       cpu (default) or cuda:N\n"
@@ -47,15 +64,24 @@ static void print_help(void)
            "  --output BLOB         mark blob BLOB as a network output (repeatable); by\n"
            "                        default every top no layer reads is an output\n"
            "  --max-batch N         build the batch dimension (dim 0) of every input as N\n"
-           "                        instead of the prototxt's. kiln's engines have static\n"
-           "                        shapes today, so the engine runs exactly N at a time\n"
-           "                        (dynamic batch sizes up to N come with dynamic shapes)\n"
+           "                        instead of the prototxt's; the engine runs exactly N at\n"
+           "                        a time. (The Caffe importer needs every input's shape,\n"
+           "                        so Caffe models take no --min-shapes, --opt-shapes or\n"
+           "                        --max-shapes and no batch range.)\n"
            "  --shapes NAME:DIMS    sets input NAME's shape; only its batch dimension may\n"
            "                        differ from the prototxt's\n"
            "\n"
-           "The build log and a summary go to stderr; stdout stays empty.\n",
-           MODELS_SEED);
+           "The build log and a summary (with the profiles of a dynamic engine) go to\n"
+           "stderr; stdout stays empty.\n",
+           MODELS_SEED, KILN_MAX_PROFILES);
 }
+
+/* The shapes of one optimization profile: --min-shapes, --opt-shapes, --max-shapes. */
+typedef struct profile_opts {
+    cli_shapes bound[3]; /* indexed by kiln_profile_bound */
+} profile_opts;
+
+static const char *const g_bound_flag[3] = {"--min-shapes", "--opt-shapes", "--max-shapes"};
 
 typedef struct build_opts {
     const char *model, *output, *device;
@@ -66,9 +92,11 @@ typedef struct build_opts {
     int batch_given;
     uint32_t precisions;
     kiln_log_level log_level;
-    const char **shapes; /* "NAME:DIMS" texts */
-    int n_shapes;
-    const char **disabled; /* pass names */
+    cli_shapes shapes;                        /* --shapes: fixed shapes in profile 0 */
+    profile_opts profiles[KILN_MAX_PROFILES]; /* --min/opt/max-shapes per profile */
+    int n_profiles;                           /* 1 + each --profile after a shape */
+    bool any_shapes;                          /* a shape option was seen */
+    const char **disabled;                    /* pass names */
     int n_disabled;
 } build_opts;
 
@@ -85,17 +113,43 @@ static int list_passes(void)
     return CLI_OK;
 }
 
-/* Splits "NAME:DIMS" at the last ':' (TensorFlow-style names such as "input:0" keep
- * theirs) into `name` and `dims`. */
-static int parse_shape_spec(const char *spec, char *name, size_t cap, kiln_dims *dims)
+/* Whether any --min-shapes, --opt-shapes or --max-shapes was given. */
+static bool has_ranges(const build_opts *o)
 {
-    const char *colon = strrchr(spec, ':');
-    if (!colon || colon == spec || (size_t)(colon - spec) >= cap ||
-        !cli_parse_dims(colon + 1, dims))
-        return cli_usage_error("--shapes expects NAME:DIMS such as data:1x3x224x224, got '%s'",
-                               spec);
-    memcpy(name, spec, (size_t)(colon - spec));
-    name[colon - spec] = '\0';
+    for (int p = 0; p < o->n_profiles; p++)
+        for (int k = 0; k < 3; k++)
+            if (o->profiles[p].bound[k].n > 0) return true;
+    return false;
+}
+
+/* Every input named in one of --min-shapes, --opt-shapes, --max-shapes of a profile is
+ * named in all three; no profile after --profile is empty; --shapes and the ranges of
+ * profile 0 name different inputs. */
+static int check_profiles(const build_opts *o)
+{
+    for (int p = 0; p < o->n_profiles; p++) {
+        const profile_opts *po = &o->profiles[p];
+        char where[64] = "";
+        if (o->n_profiles > 1) snprintf(where, sizeof where, "profile %d: ", p);
+        if (p > 0 && po->bound[0].n + po->bound[1].n + po->bound[2].n == 0)
+            return cli_usage_error("--profile number %d is followed by no --min-shapes, "
+                                   "--opt-shapes or --max-shapes",
+                                   p);
+        for (int k = 0; k < 3; k++) {
+            for (int i = 0; i < po->bound[k].n; i++) {
+                const char *name = po->bound[k].v[i].name;
+                for (int j = 0; j < 3; j++)
+                    if (!cli_shapes_find(&po->bound[j], name))
+                        return cli_usage_error("%sinput '%s' is named in %s but not in %s (give "
+                                               "each input's min, opt and max shapes)",
+                                               where, name, g_bound_flag[k], g_bound_flag[j]);
+                if (p == 0 && cli_shapes_find(&o->shapes, name))
+                    return cli_usage_error("input '%s' is given both --shapes and %s; give a "
+                                           "fixed shape or a range",
+                                           name, g_bound_flag[k]);
+            }
+        }
+    }
     return CLI_OK;
 }
 
@@ -124,14 +178,27 @@ static int make_config(const build_opts *o, kiln_config **out)
             goto fail;
         }
     }
-    for (int i = 0; i < o->n_shapes; i++) {
-        char name[512];
-        kiln_dims dims;
-        if ((rc = parse_shape_spec(o->shapes[i], name, sizeof name, &dims)) != CLI_OK) goto fail;
-        rc = CLI_FAILED;
-        if ((st = kiln_config_set_input_shape(cfg, name, &dims)) != KILN_OK) {
-            cli_kiln_error(st, "--shapes %s", o->shapes[i]);
+    for (int i = 0; i < o->shapes.n; i++) {
+        const cli_shape *s = &o->shapes.v[i];
+        if ((st = kiln_config_set_input_shape(cfg, s->name, &s->dims)) != KILN_OK) {
+            char buf[160];
+            cli_kiln_error(st, "--shapes %s:%s", s->name, cli_dims_str(&s->dims, buf, sizeof buf));
             goto fail;
+        }
+    }
+    /* check_profiles saw that min, opt and max name the same inputs. */
+    for (int p = 0; p < o->n_profiles; p++) {
+        const profile_opts *po = &o->profiles[p];
+        for (int i = 0; i < po->bound[KILN_PROFILE_MIN].n; i++) {
+            const char *name = po->bound[KILN_PROFILE_MIN].v[i].name;
+            const cli_shape *b[3];
+            for (int k = 0; k < 3; k++) b[k] = cli_shapes_find(&po->bound[k], name);
+            st = kiln_config_set_shape_range(cfg, p, name, &b[0]->dims, &b[1]->dims, &b[2]->dims);
+            if (st != KILN_OK) {
+                /* Ranges out of order are a mistake on the command line. */
+                rc = cli_usage_error("profile %d: %s", p, kiln_last_error());
+                goto fail;
+            }
         }
     }
     *out = cfg;
@@ -199,15 +266,18 @@ static int make_caffe_network(const build_opts *o, kiln_network **out)
         if ((rc = caffe_inputs(o, &decl, &n_decl)) != CLI_OK) return rc;
         for (int i = 0; i < n_decl; i++)
             if (decl[i].dims.rank > 0) decl[i].dims.d[0] = o->max_batch;
-    } else if (o->n_shapes > 0) {
-        decl = calloc((size_t)o->n_shapes, sizeof *decl);
+    } else if (o->shapes.n > 0) {
+        decl = calloc((size_t)o->shapes.n, sizeof *decl);
         if (!decl) return cli_error("out of memory");
-        for (; n_decl < o->n_shapes; n_decl++)
-            if ((rc = parse_shape_spec(o->shapes[n_decl], decl[n_decl].name,
-                                       sizeof decl[n_decl].name, &decl[n_decl].dims)) != CLI_OK) {
+        for (; n_decl < o->shapes.n; n_decl++) {
+            const cli_shape *s = &o->shapes.v[n_decl];
+            if (strlen(s->name) >= sizeof decl[n_decl].name) {
                 free(decl);
-                return rc;
+                return cli_usage_error("--shapes: the input name '%.40s...' is too long", s->name);
             }
+            strcpy(decl[n_decl].name, s->name);
+            decl[n_decl].dims = s->dims;
+        }
     }
     kiln_status st = kiln_network_create(out);
     for (int i = 0; st == KILN_OK && i < n_decl; i++)
@@ -234,9 +304,9 @@ static int make_network(const build_opts *o, kiln_network **out)
     if (!models_exists(o->model))
         return cli_error("no model '%s': not a file, and not a built-in model (" MODELS_LIST ")",
                          o->model);
-    /* --shapes leaves the batch dynamic for the builder to fix, as with an ONNX model
-     * exported with a symbolic batch dimension. */
-    int64_t batch = o->n_shapes > 0 ? -1 : (int64_t)o->batch;
+    /* --shapes and the ranges leave the batch dynamic for the builder to fix, as with an
+     * ONNX model exported with a symbolic batch dimension. */
+    int64_t batch = o->shapes.n > 0 || has_ranges(o) ? -1 : (int64_t)o->batch;
     kiln_status st = models_create(o->model, batch, out);
     if (st != KILN_OK) return cli_kiln_error(st, "cannot define the built-in model '%s'", o->model);
     return CLI_OK;
@@ -257,6 +327,13 @@ static void print_summary(const build_opts *o, int32_t net_layers, const kiln_en
     fprintf(stderr, "\n  weights      %s\n",
             cli_bytes_str(kiln_engine_weight_bytes(e), c, sizeof c));
     fprintf(stderr, "  plan         %s (%zu bytes)\n", cli_bytes_str(plan, d, sizeof d), plan);
+    if (cli_engine_is_dynamic(e)) {
+        int32_t np = kiln_engine_num_profiles(e);
+        fprintf(stderr,
+                "  profiles     %d (kernels chosen for the opt shapes, memory planned for max)\n",
+                (int)np);
+        cli_print_profiles(stderr, e, "    ");
+    }
 }
 
 /* Defines the network, configures and runs the builder; `net_layers` gets the network's
@@ -354,13 +431,13 @@ int cli_open_engine_weights(const char *arg, const char *weights, kiln_engine **
 
 int cmd_build(int argc, char **argv)
 {
-    build_opts o = {.batch = 1, .precisions = KILN_PRECISION_FP32, .log_level = KILN_LOG_INFO};
-    /* At most one spec per argument, so argc bounds both lists. */
-    o.shapes = calloc((size_t)argc, sizeof *o.shapes);
+    build_opts o = {
+        .batch = 1, .precisions = KILN_PRECISION_FP32, .log_level = KILN_LOG_INFO, .n_profiles = 1};
+    /* At most one name per argument, so argc bounds both lists. */
     o.disabled = calloc((size_t)argc, sizeof *o.disabled);
     o.blobs = calloc((size_t)argc, sizeof *o.blobs);
     int rc = CLI_OK;
-    if (!o.shapes || !o.disabled || !o.blobs) {
+    if (!o.disabled || !o.blobs) {
         rc = cli_error("out of memory");
         goto done;
     }
@@ -393,8 +470,24 @@ int cmd_build(int argc, char **argv)
                 rc = CLI_USAGE;
             o.batch_given = 1;
         } else if (cli_match(&p, "--shapes", NULL)) {
-            if (!(v = cli_value(&p))) rc = CLI_USAGE;
-            o.shapes[o.n_shapes++] = v;
+            rc = (v = cli_value(&p)) ? cli_shapes_parse(&o.shapes, "--shapes", v) : CLI_USAGE;
+            o.any_shapes = true;
+        } else if (cli_match(&p, "--min-shapes", NULL) || cli_match(&p, "--opt-shapes", NULL) ||
+                   cli_match(&p, "--max-shapes", NULL)) {
+            int k = cli_match(&p, "--min-shapes", NULL)   ? KILN_PROFILE_MIN
+                    : cli_match(&p, "--opt-shapes", NULL) ? KILN_PROFILE_OPT
+                                                          : KILN_PROFILE_MAX;
+            cli_shapes *list = &o.profiles[o.n_profiles - 1].bound[k];
+            rc = (v = cli_value(&p)) ? cli_shapes_parse(list, g_bound_flag[k], v) : CLI_USAGE;
+            o.any_shapes = true;
+        } else if (cli_match(&p, "--profile", NULL)) {
+            /* A --profile before any shape is allowed: it starts profile 0. */
+            if (!cli_no_value(&p))
+                rc = CLI_USAGE;
+            else if (o.any_shapes && o.n_profiles == KILN_MAX_PROFILES)
+                rc = cli_usage_error("at most %d profiles", KILN_MAX_PROFILES);
+            else if (o.any_shapes)
+                o.n_profiles++;
         } else if (cli_match(&p, "--threads", NULL)) {
             if (!(v = cli_value(&p)) || !cli_parse_int("--threads", v, 0, 4096, &o.threads))
                 rc = CLI_USAGE;
@@ -425,17 +518,24 @@ int cmd_build(int argc, char **argv)
     } else if (!caffe && (o.weights || o.n_blobs || o.max_batch)) {
         rc = cli_usage_error("--weights, --output and --max-batch are for Caffe models (a MODEL "
                              "ending in .prototxt)");
-    } else if (o.max_batch && o.n_shapes > 0) {
+    } else if (caffe && has_ranges(&o)) {
+        rc = cli_usage_error("a Caffe model takes fixed input shapes (its importer needs each "
+                             "input's shape): give --max-batch N or --shapes, not "
+                             "--min-shapes/--opt-shapes/--max-shapes");
+    } else if (o.max_batch && o.shapes.n > 0) {
         rc = cli_usage_error("--max-batch and --shapes both set the batch size; give one of them");
     } else if (!o.output) {
         rc = cli_usage_error("missing -o PLAN (where to write the plan)");
-    } else if (o.batch_given && o.n_shapes > 0) {
-        rc = cli_usage_error("--batch and --shapes both set the batch size; give one of them");
-    } else {
+    } else if (o.batch_given && (o.shapes.n > 0 || has_ranges(&o))) {
+        rc = cli_usage_error("--batch and --%s both set the batch size; give one of them",
+                             o.shapes.n > 0 ? "shapes" : "min-shapes/--opt-shapes/--max-shapes");
+    } else if ((rc = check_profiles(&o)) == CLI_OK) {
         rc = build(&o);
     }
 done:
-    free(o.shapes);
+    cli_shapes_free(&o.shapes);
+    for (int i = 0; i < KILN_MAX_PROFILES; i++)
+        for (int k = 0; k < 3; k++) cli_shapes_free(&o.profiles[i].bound[k]);
     free(o.disabled);
     free(o.blobs);
     return rc;

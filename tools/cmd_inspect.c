@@ -19,18 +19,23 @@ static void print_help(void)
            "its layers (index, name, op, chosen kernel, precision, inputs -> outputs with\n"
            "shapes; a layer the optimizer fused shows the network layers it computes, as in\n"
            "\"conv1 [conv1 + bn1 + relu1]\"), the activation arena against the sum of all\n"
-           "activations, and the weight bytes. PLAN may also name a built-in model (e.g.\n"
-           "lenet), which is then built in memory with default settings; so may an ONNX model\n"
-           "(PLAN ending in .onnx) or a Caffe deploy file (PLAN ending in .prototxt, with\n"
-           "--weights); for a model, its layers before optimization are listed first.\n"
+           "activations, and the weight bytes. An engine with dynamic shapes also shows its\n"
+           "optimization profiles: each input's min, opt and max shapes per profile (the\n"
+           "shapes shown elsewhere are then the largest, what memory is planned for). PLAN\n"
+           "may also name a built-in model (e.g. lenet), which is then built in memory with\n"
+           "default settings; so may an ONNX model (PLAN ending in .onnx) or a Caffe deploy\n"
+           "file (PLAN ending in .prototxt, with --weights); for a model, its layers before\n"
+           "optimization are listed first.\n"
            "\n"
            "options:\n"
            "  --json       print one JSON object instead of the table; its keys: plan, kiln,\n"
            "               device, threads, build_info, inputs and outputs (each a list of\n"
-           "               {name, shape, dtype}), layers (each {name, op, kernel, precision,\n"
-           "               fused_from: [names], inputs: [names, null for an absent optional\n"
-           "               input], outputs: [{name, shape, dtype}]}), arena_bytes,\n"
-           "               activation_bytes, weight_bytes\n"
+           "               {name, shape, dtype}), dynamic (true or false), profiles (one\n"
+           "               {inputs: [{name, min, opt, max}]} per profile; a static engine\n"
+           "               has one, with min = opt = max), layers (each {name, op, kernel,\n"
+           "               precision, fused_from: [names], inputs: [names, null for an\n"
+           "               absent optional input], outputs: [{name, shape, dtype}]}),\n"
+           "               arena_bytes, activation_bytes, weight_bytes\n"
            "  --dot FILE   also write the layers as a Graphviz graph to FILE: a box per layer\n"
            "               (fused layers list what they absorbed), an edge per tensor\n"
            "               (render with: dot -Tsvg FILE -o graph.svg)\n"
@@ -56,6 +61,19 @@ static void print_tensor(const kiln_engine *e, const char *name)
         printf("%s[?]", name);
 }
 
+/* Whether input `name` takes more than one shape. */
+static bool input_varies(const kiln_engine *e, const char *name)
+{
+    for (int32_t p = 0; p < kiln_engine_num_profiles(e); p++) {
+        kiln_dims lo, hi;
+        if (kiln_engine_profile_shape(e, p, name, KILN_PROFILE_MIN, &lo) == KILN_OK &&
+            kiln_engine_profile_shape(e, p, name, KILN_PROFILE_MAX, &hi) == KILN_OK &&
+            !cli_dims_equal(&lo, &hi))
+            return true;
+    }
+    return false;
+}
+
 static void print_io(const kiln_engine *e, kiln_io_mode mode)
 {
     int32_t n = kiln_engine_num_io(e);
@@ -73,8 +91,9 @@ static void print_io(const kiln_engine *e, kiln_io_mode mode)
         char buf[160];
         if (kiln_engine_io_mode(e, name) != mode) continue;
         if (kiln_engine_tensor_info(e, name, &dtype, &shape) != KILN_OK) shape.rank = -1;
-        printf("  %-*s  %-4s  %s\n", width, name, kiln_dtype_name(dtype),
-               cli_dims_str(&shape, buf, sizeof buf));
+        printf("  %-*s  %-4s  %s%s\n", width, name, kiln_dtype_name(dtype),
+               cli_dims_str(&shape, buf, sizeof buf),
+               mode == KILN_IO_INPUT && input_varies(e, name) ? "  (dynamic; the largest)" : "");
     }
 }
 
@@ -175,6 +194,11 @@ static int print_text(const char *plan, const kiln_engine *e)
     fputc('\n', stdout);
     print_io(e, KILN_IO_INPUT);
     print_io(e, KILN_IO_OUTPUT);
+    if (cli_engine_is_dynamic(e)) {
+        printf("\nprofiles (%d; the shapes elsewhere are the largest)\n",
+               (int)kiln_engine_num_profiles(e));
+        cli_print_profiles(stdout, e, "  ");
+    }
     fputc('\n', stdout);
     int rc = print_layers(e);
     if (rc == CLI_OK) {
@@ -186,6 +210,40 @@ static int print_text(const char *plan, const kiln_engine *e)
 
 /* ---- the JSON form ---- */
 
+static void json_dims(const kiln_dims *d)
+{
+    fputc('[', stdout);
+    for (int32_t k = 0; k < d->rank; k++) printf("%s%lld", k ? ", " : "", (long long)d->d[k]);
+    fputc(']', stdout);
+}
+
+/* [{"inputs": [{"name": ..., "min": [..], "opt": [..], "max": [..]}, ...]}, ...] */
+static void json_profiles(const kiln_engine *e)
+{
+    static const char *const bound[3] = {"min", "opt", "max"};
+    fputc('[', stdout);
+    for (int32_t p = 0; p < kiln_engine_num_profiles(e); p++) {
+        int first = 1;
+        printf("%s{\"inputs\": [", p ? ", " : "");
+        for (int32_t i = 0; i < kiln_engine_num_io(e); i++) {
+            const char *name = kiln_engine_io_name(e, i);
+            if (kiln_engine_io_mode(e, name) != KILN_IO_INPUT) continue;
+            printf("%s{\"name\": ", first ? "" : ", ");
+            first = 0;
+            cli_json_string(stdout, name);
+            for (int k = 0; k < 3; k++) {
+                kiln_dims d = {0};
+                kiln_engine_profile_shape(e, p, name, (kiln_profile_bound)k, &d);
+                printf(", \"%s\": ", bound[k]);
+                json_dims(&d);
+            }
+            fputc('}', stdout);
+        }
+        printf("]}");
+    }
+    fputc(']', stdout);
+}
+
 /* {"name": ..., "shape": [..], "dtype": ...} */
 static void json_tensor(const kiln_engine *e, const char *name)
 {
@@ -194,9 +252,9 @@ static void json_tensor(const kiln_engine *e, const char *name)
     kiln_engine_tensor_info(e, name, &dtype, &shape);
     printf("{\"name\": ");
     cli_json_string(stdout, name);
-    printf(", \"shape\": [");
-    for (int32_t d = 0; d < shape.rank; d++) printf("%s%lld", d ? ", " : "", (long long)shape.d[d]);
-    printf("], \"dtype\": ");
+    printf(", \"shape\": ");
+    json_dims(&shape);
+    printf(", \"dtype\": ");
     cli_json_string(stdout, kiln_dtype_name(dtype));
     fputc('}', stdout);
 }
@@ -272,6 +330,8 @@ static int print_json(const char *plan, const kiln_engine *e)
     json_io(e, KILN_IO_INPUT);
     printf(", \"outputs\": ");
     json_io(e, KILN_IO_OUTPUT);
+    printf(", \"dynamic\": %s, \"profiles\": ", cli_engine_is_dynamic(e) ? "true" : "false");
+    json_profiles(e);
     printf(", \"layers\": [");
     for (int32_t i = 0; i < kiln_engine_num_layers(e); i++) {
         if (i) fputs(", ", stdout);

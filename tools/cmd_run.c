@@ -14,7 +14,9 @@ static void print_help(void)
     printf("usage: kiln run PLAN --input NAME=FILE.npy ... --output-dir DIR [options]\n"
            "\n"
            "Runs the engine in PLAN once. Every input of the plan must be given as a .npy\n"
-           "file whose dtype and shape equal the input's (see `kiln inspect PLAN`). Each\n"
+           "file of the input's dtype and shape (see `kiln inspect PLAN`); for an engine\n"
+           "with dynamic shapes, any shape inside the optimization profile (profile 0, or\n"
+           "the one --profile picks), and the outputs take the shapes that follow. Each\n"
            "output is written to DIR/NAME.npy, with characters of NAME other than A-Z a-z\n"
            "0-9 . _ - replaced by '_', and described on stdout in one line: name, shape,\n"
            "dtype, file. PLAN may also name a built-in model (e.g. lenet), which is then\n"
@@ -24,6 +26,8 @@ static void print_help(void)
            "  -i, --input NAME=FILE  the .npy file for input NAME (one per input)\n"
            "  -d, --output-dir DIR   where to write the outputs (created if missing;\n"
            "                         default: the current directory)\n"
+           "  --profile K            the optimization profile the input shapes must fit\n"
+           "                         (default 0; `kiln inspect PLAN` lists them)\n"
            "  --threads N            threads to run with (default 0: the plan's setting)\n"
            "  -h, --help             show this help\n");
 }
@@ -100,40 +104,26 @@ static int check_all_inputs_given(const run_state *s)
                            count > 1 ? "s" : "", missing);
 }
 
-/* Whether a shape read from a file fits an engine shape in which -1 marks a dynamic
- * dimension. */
-static int shape_fits(const kiln_dims *want, const kiln_dims *got, int *dynamic)
-{
-    *dynamic = 0;
-    if (want->rank != got->rank) return 0;
-    for (int32_t i = 0; i < want->rank; i++) {
-        if (want->d[i] < 0)
-            *dynamic = 1;
-        else if (want->d[i] != got->d[i])
-            return 0;
-    }
-    return 1;
-}
-
 static int bind_input(run_state *s, int32_t i)
 {
     const char *name = kiln_engine_io_name(s->engine, i), *file = s->files[i];
     npy_array *a = &s->arrays[i];
     kiln_dtype dtype;
-    kiln_dims want;
-    char err[512], ws[160], gs[160];
-    kiln_status st = kiln_engine_tensor_info(s->engine, name, &dtype, &want);
+    kiln_dims largest;
+    char err[512], gs[160];
+    kiln_status st = kiln_engine_tensor_info(s->engine, name, &dtype, &largest);
     if (st != KILN_OK) return cli_kiln_error(st, "input '%s'", name);
     if (npy_read(file, a, err, sizeof err) != 0)
         return cli_error("input '%s': cannot read '%s': %s", name, file, err);
-    int dynamic;
-    if (a->dtype != dtype || !shape_fits(&want, &a->shape, &dynamic))
-        return cli_error("input '%s': expected %s %s, found %s %s in '%s'", name,
-                         kiln_dtype_name(dtype), cli_dims_str(&want, ws, sizeof ws),
-                         kiln_dtype_name(a->dtype), cli_dims_str(&a->shape, gs, sizeof gs), file);
-    if (dynamic && (st = kiln_context_set_input_shape(s->ctx, name, &a->shape)) != KILN_OK)
-        return cli_kiln_error(st, "input '%s': shape %s from '%s'", name,
-                              cli_dims_str(&a->shape, gs, sizeof gs), file);
+    if (a->dtype != dtype)
+        return cli_error("input '%s': expected dtype %s, found %s (shape %s) in '%s'", name,
+                         kiln_dtype_name(dtype), kiln_dtype_name(a->dtype),
+                         cli_dims_str(&a->shape, gs, sizeof gs), file);
+    /* The context checks the shape against the profile; its message names the input, the
+     * dimension and the range allowed. */
+    if ((st = kiln_context_set_input_shape(s->ctx, name, &a->shape)) != KILN_OK)
+        return cli_kiln_error(st, "'%s' holds %s %s", file, kiln_dtype_name(a->dtype),
+                              cli_dims_str(&a->shape, gs, sizeof gs));
     /* A zero-sized tensor still needs a non-NULL pointer to bind. */
     static char empty;
     if ((st = kiln_context_set_tensor(s->ctx, name, a->data ? a->data : &empty)) != KILN_OK)
@@ -223,7 +213,8 @@ static int write_outputs(const run_state *s, const char *dir)
     return CLI_OK;
 }
 
-static int run(const char *plan, const char **specs, int n_specs, const char *dir, long threads)
+static int run(const char *plan, const char **specs, int n_specs, const char *dir, long threads,
+               long profile)
 {
     run_state s = {0};
     kiln_status st;
@@ -245,6 +236,16 @@ static int run(const char *plan, const char **specs, int n_specs, const char *di
     }
     if (threads > 0 && (st = kiln_context_set_threads(s.ctx, (int32_t)threads)) != KILN_OK) {
         rc = cli_kiln_error(st, "--threads %ld", threads);
+        goto done;
+    }
+    int32_t np = kiln_engine_num_profiles(s.engine);
+    if (profile >= np) {
+        rc = cli_usage_error("--profile %ld: the plan has %d profile%s (0 to %d)", profile, (int)np,
+                             np == 1 ? "" : "s", (int)np - 1);
+        goto done;
+    }
+    if ((st = kiln_context_set_profile(s.ctx, (int32_t)profile)) != KILN_OK) {
+        rc = cli_kiln_error(st, "--profile %ld", profile);
         goto done;
     }
     /* Inputs first: their shapes decide the outputs' shapes. */
@@ -272,7 +273,7 @@ done:
 int cmd_run(int argc, char **argv)
 {
     const char *plan = NULL, *dir = ".", *v;
-    long threads = 0;
+    long threads = 0, profile = 0;
     int n_specs = 0, rc = CLI_OK;
     const char **specs = calloc((size_t)argc, sizeof *specs); /* one per argument at most */
     if (!specs) return cli_error("out of memory");
@@ -294,12 +295,16 @@ int cmd_run(int argc, char **argv)
         } else if (cli_match(&p, "--threads", NULL)) {
             if (!(v = cli_value(&p)) || !cli_parse_int("--threads", v, 0, 4096, &threads))
                 rc = CLI_USAGE;
+        } else if (cli_match(&p, "--profile", NULL)) {
+            if (!(v = cli_value(&p)) ||
+                !cli_parse_int("--profile", v, 0, KILN_MAX_PROFILES - 1, &profile))
+                rc = CLI_USAGE;
         } else {
             rc = cli_unknown_option(&p);
         }
     }
     if (rc == CLI_OK && !plan) rc = cli_usage_error("missing PLAN");
-    if (rc == CLI_OK) rc = run(plan, specs, n_specs, dir, threads);
+    if (rc == CLI_OK) rc = run(plan, specs, n_specs, dir, threads, profile);
 done:
     free(specs);
     return rc;
