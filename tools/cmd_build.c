@@ -330,7 +330,7 @@ static void print_summary(const build_opts *o, int32_t net_layers, const kiln_en
     if (cli_engine_is_dynamic(e)) {
         int32_t np = kiln_engine_num_profiles(e);
         fprintf(stderr,
-                "  profiles     %d (kernels chosen for the opt shapes, memory planned for max)\n",
+                "  profiles     %d (memory planned for the largest shapes)\n",
                 (int)np);
         cli_print_profiles(stderr, e, "    ");
     }
