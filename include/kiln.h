@@ -263,6 +263,10 @@ KILN_API kiln_io_mode kiln_engine_io_mode(const kiln_engine *engine, const char 
 /* Dtype and build-time shape of any tensor of the engine, I/O or not. */
 KILN_API kiln_status kiln_engine_tensor_info(const kiln_engine *engine, const char *name,
                                              kiln_dtype *dtype, kiln_dims *shape);
+/* How a tensor of the engine lies in memory: "plain" (row-major in its shape; every I/O
+ * tensor is) or a blocked layout the builder chose for the backend, such as "nchw8c"
+ * (N x ceil(C/8) x H x W x 8, channels padded with zeros). NULL for an unknown name. */
+KILN_API const char *kiln_engine_tensor_layout(const kiln_engine *engine, const char *name);
 
 /* One layer of a built engine, for inspection. Strings live as long as the engine. */
 typedef struct kiln_layer_info {

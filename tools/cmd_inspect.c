@@ -18,19 +18,21 @@ static void print_help(void)
            "it was built for, its input and output tensors with dtype and shape, a table of\n"
            "its layers (index, name, op, chosen kernel, precision, inputs -> outputs with\n"
            "shapes; a layer the optimizer fused shows the network layers it computes, as in\n"
-           "\"conv1 [conv1 + bn1 + relu1]\"), the activation arena against the sum of all\n"
-           "activations, and the weight bytes. PLAN may also name a built-in model (e.g.\n"
-           "lenet), which is then built in memory with default settings; so may an ONNX model\n"
-           "(PLAN ending in .onnx) or a Caffe deploy file (PLAN ending in .prototxt, with\n"
-           "--weights); for a model, its layers before optimization are listed first.\n"
+           "\"conv1 [conv1 + bn1 + relu1]\"; a tensor the builder keeps in a blocked layout\n"
+           "shows it, as in \"x[1x16x8x8 nchw8c]\", and kiln.Reorder layers convert between\n"
+           "layouts), the activation arena against the sum of all activations, and the weight\n"
+           "bytes. PLAN may also name a built-in model (e.g. lenet), which is then built in\n"
+           "memory with default settings; so may an ONNX model (PLAN ending in .onnx) or a\n"
+           "Caffe deploy file (PLAN ending in .prototxt, with --weights); for a model, its\n"
+           "layers before optimization are listed first.\n"
            "\n"
            "options:\n"
            "  --json       print one JSON object instead of the table; its keys: plan, kiln,\n"
            "               device, threads, build_info, inputs and outputs (each a list of\n"
            "               {name, shape, dtype}), layers (each {name, op, kernel, precision,\n"
            "               fused_from: [names], inputs: [names, null for an absent optional\n"
-           "               input], outputs: [{name, shape, dtype}]}), arena_bytes,\n"
-           "               activation_bytes, weight_bytes\n"
+           "               input], outputs: [{name, shape, dtype, and layout when not\n"
+           "               plain}]}), arena_bytes, activation_bytes, weight_bytes\n"
            "  --dot FILE   also write the layers as a Graphviz graph to FILE: a box per layer\n"
            "               (fused layers list what they absorbed), an edge per tensor\n"
            "               (render with: dot -Tsvg FILE -o graph.svg)\n"
@@ -40,7 +42,14 @@ static void print_help(void)
 
 /* ---- the text form ---- */
 
-/* "name[1x3x224x224]"; weights and activations alike. */
+/* The layout of a tensor that is not plain (for "x[1x16x8x8 nchw8c]"), else NULL. */
+static const char *blocked_layout(const kiln_engine *e, const char *name)
+{
+    const char *l = kiln_engine_tensor_layout(e, name);
+    return l && strcmp(l, "plain") != 0 ? l : NULL;
+}
+
+/* "name[1x3x224x224]", "name[1x16x8x8 nchw8c]"; weights and activations alike. */
 static void print_tensor(const kiln_engine *e, const char *name)
 {
     kiln_dtype dtype;
@@ -50,8 +59,10 @@ static void print_tensor(const kiln_engine *e, const char *name)
         fputs("-", stdout); /* an absent optional input */
         return;
     }
+    const char *layout = blocked_layout(e, name);
     if (kiln_engine_tensor_info(e, name, &dtype, &shape) == KILN_OK)
-        printf("%s[%s]", name, cli_dims_str(&shape, buf, sizeof buf));
+        printf("%s[%s%s%s]", name, cli_dims_str(&shape, buf, sizeof buf), layout ? " " : "",
+               layout ? layout : "");
     else
         printf("%s[?]", name);
 }
@@ -186,7 +197,7 @@ static int print_text(const char *plan, const kiln_engine *e)
 
 /* ---- the JSON form ---- */
 
-/* {"name": ..., "shape": [..], "dtype": ...} */
+/* {"name": ..., "shape": [..], "dtype": ...}, with "layout": ... when not plain */
 static void json_tensor(const kiln_engine *e, const char *name)
 {
     kiln_dtype dtype = KILN_DTYPE_UNDEFINED;
@@ -198,6 +209,11 @@ static void json_tensor(const kiln_engine *e, const char *name)
     for (int32_t d = 0; d < shape.rank; d++) printf("%s%lld", d ? ", " : "", (long long)shape.d[d]);
     printf("], \"dtype\": ");
     cli_json_string(stdout, kiln_dtype_name(dtype));
+    const char *layout = blocked_layout(e, name);
+    if (layout) {
+        printf(", \"layout\": ");
+        cli_json_string(stdout, layout);
+    }
     fputc('}', stdout);
 }
 

@@ -44,6 +44,7 @@ kiln_status kiln_context_create(kiln_engine *e, kiln_context **out)
         const plan_tensor *t = &e->d.tensors[i];
         c->tensors[i].dtype = t->dtype;
         c->tensors[i].shape = t->shape;
+        c->tensors[i].layout = t->layout;
         if (t->flags & PLAN_T_CONSTANT)
             c->tensors[i].data = (void *)t->data;
         else if (!(t->flags & (PLAN_T_INPUT | PLAN_T_OUTPUT)))

@@ -138,6 +138,17 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
         }
     }
 
+    /* Written only when some tensor is not plain, so plain plans stay as they were. */
+    bool any_layout = false;
+    for (int32_t i = 0; i < d->n_tensors; i++)
+        any_layout |= d->tensors[i].layout != IR_LAYOUT_PLAIN;
+    if (any_layout) {
+        kiln_buf *lb = &sec[PLAN_SEC_LAYOUTS];
+        kiln_buf_u32(lb, (uint32_t)d->n_tensors);
+        kiln_buf_u32(lb, 0);
+        for (int32_t i = 0; i < d->n_tensors; i++) kiln_buf_u32(lb, (uint32_t)d->tensors[i].layout);
+    }
+
     kiln_buf *w = &sec[PLAN_SEC_WEIGHTS];
     for (int32_t i = 0; i < d->n_tensors; i++) {
         const plan_tensor *t = &d->tensors[i];
@@ -159,15 +170,20 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
             goto fail;
         }
 
-    /* Layout: header, section table, then each section 64-byte aligned. */
-    const uint32_t n_sec = any_fused ? PLAN_SEC_COUNT_ - 1 : PLAN_SEC_REQUIRED_LAST;
+    /* Layout: header, section table, then each section 64-byte aligned: the required
+     * ones, then the optional ones present, by id. */
+    uint32_t ids[PLAN_SEC_COUNT_], n_sec = 0;
+    for (uint32_t id = 1; id < PLAN_SEC_COUNT_; id++)
+        if (id <= PLAN_SEC_REQUIRED_LAST || (id == PLAN_SEC_FUSED && any_fused) ||
+            (id == PLAN_SEC_LAYOUTS && any_layout))
+            ids[n_sec++] = id;
     size_t base = out->len;
     kiln_buf_zeros(out, PLAN_HEADER_BYTES + PLAN_SECTION_ENTRY_BYTES * n_sec);
     uint64_t offs[PLAN_SEC_COUNT_];
-    for (uint32_t i = 1; i <= n_sec; i++) {
+    for (uint32_t i = 0; i < n_sec; i++) {
         kiln_buf_align(out, PLAN_ALIGN);
         offs[i] = out->len - base;
-        kiln_buf_write(out, sec[i].data, sec[i].len);
+        kiln_buf_write(out, sec[ids[i]].data, sec[ids[i]].len);
     }
     if (out->failed) {
         st = kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory writing a plan");
@@ -175,10 +191,10 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
     }
     uint8_t *h = out->data + base;
     uint64_t file_size = out->len - base;
-    for (uint32_t i = 1; i <= n_sec; i++) {
-        uint8_t *e = h + PLAN_HEADER_BYTES + PLAN_SECTION_ENTRY_BYTES * (i - 1);
-        uint32_t id = i, zero = 0;
-        uint64_t size = sec[i].len;
+    for (uint32_t i = 0; i < n_sec; i++) {
+        uint8_t *e = h + PLAN_HEADER_BYTES + PLAN_SECTION_ENTRY_BYTES * i;
+        uint32_t id = ids[i], zero = 0;
+        uint64_t size = sec[ids[i]].len;
         memcpy(e, &id, 4);
         memcpy(e + 4, &zero, 4);
         memcpy(e + 8, &offs[i], 8);
