@@ -329,12 +329,14 @@ static bool trial_infer(const ir_graph *g, const ir_node *n, const ts_step *s,
         }
         case R_AXES:
             if (s->new_axes)
-                in[k] = (ir_tensor){KILN_DTYPE_I64, {1, {s->n_axes}}, (void *)s->axes, IR_LAYOUT_PLAIN};
+                in[k] =
+                    (ir_tensor){KILN_DTYPE_I64, {1, {s->n_axes}}, (void *)s->axes, IR_LAYOUT_PLAIN};
             else
                 in[k] = (ir_tensor){val->dtype, val->shape, (void *)val->data, IR_LAYOUT_PLAIN};
             break;
         default:
-            if (val) in[k] = (ir_tensor){val->dtype, val->shape, (void *)val->data, IR_LAYOUT_PLAIN};
+            if (val)
+                in[k] = (ir_tensor){val->dtype, val->shape, (void *)val->data, IR_LAYOUT_PLAIN};
             break;
         }
     }
