@@ -31,7 +31,8 @@ int main(void)
     printf("no op for (SSD's PriorBox and DetectionOutput, Caffe's Crop, ArgMax, Normalize);\n");
     printf("those named kiln.* are what the optimizer fuses layers into (a convolution, Gemm\n");
     printf("or MatMul with bias, residual input and activation in one layer; attention's\n");
-    printf("MatMul, scale, mask, Softmax and MatMul in one layer).\n");
+    printf("MatMul, scale, mask, Softmax and MatMul in one layer) and the layout conversion\n");
+    printf("the builder places between layers (kiln.Reorder, plain <-> NCHWc).\n");
     printf("Each has shape inference and a portable reference kernel, tested by\n");
     printf("tests/unit/test_ops_*.c and against numpy by tests/python.\n\n");
     printf("| op | inputs | outputs | attributes (default) |\n| --- | --- | --- | --- |\n");

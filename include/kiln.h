@@ -278,6 +278,10 @@ KILN_API kiln_io_mode kiln_engine_io_mode(const kiln_engine *engine, const char 
  * the shape for its inputs (kiln_context_tensor_shape). */
 KILN_API kiln_status kiln_engine_tensor_info(const kiln_engine *engine, const char *name,
                                              kiln_dtype *dtype, kiln_dims *shape);
+/* How a tensor of the engine lies in memory: "plain" (row-major in its shape; every I/O
+ * tensor is) or a blocked layout the builder chose for the backend, such as "nchw8c"
+ * (N x ceil(C/8) x H x W x 8, channels padded with zeros). NULL for an unknown name. */
+KILN_API const char *kiln_engine_tensor_layout(const kiln_engine *engine, const char *name);
 
 /* Optimization profiles of the engine: 1 for an engine with static shapes. */
 KILN_API int32_t kiln_engine_num_profiles(const kiln_engine *engine);

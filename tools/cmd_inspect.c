@@ -18,14 +18,15 @@ static void print_help(void)
            "it was built for, its input and output tensors with dtype and shape, a table of\n"
            "its layers (index, name, op, chosen kernel, precision, inputs -> outputs with\n"
            "shapes; a layer the optimizer fused shows the network layers it computes, as in\n"
-           "\"conv1 [conv1 + bn1 + relu1]\"), the activation arena against the sum of all\n"
-           "activations, and the weight bytes. An engine with dynamic shapes also shows its\n"
-           "optimization profiles: each input's min, opt and max shapes per profile (the\n"
-           "shapes shown elsewhere are then the largest, what memory is planned for). PLAN\n"
-           "may also name a built-in model (e.g. lenet), which is then built in memory with\n"
-           "default settings; so may an ONNX model (PLAN ending in .onnx) or a Caffe deploy\n"
-           "file (PLAN ending in .prototxt, with --weights); for a model, its layers before\n"
-           "optimization are listed first.\n"
+           "\"conv1 [conv1 + bn1 + relu1]\"; a tensor the builder keeps in a blocked layout\n"
+           "shows it, as in \"x[1x16x8x8 nchw8c]\", and kiln.Reorder layers convert between\n"
+           "layouts), the activation arena against the sum of all activations, and the weight\n"
+           "bytes. An engine with dynamic shapes also shows its optimization profiles: each\n"
+           "input's min, opt and max shapes per profile (the shapes shown elsewhere are then\n"
+           "the largest, what memory is planned for). PLAN may also name a built-in model\n"
+           "(e.g. lenet), which is then built in memory with default settings; so may an ONNX\n"
+           "model (PLAN ending in .onnx) or a Caffe deploy file (PLAN ending in .prototxt, with\n"
+           "--weights); for a model, its layers before optimization are listed first.\n"
            "\n"
            "options:\n"
            "  --json       print one JSON object instead of the table; its keys: plan, kiln,\n"
@@ -34,8 +35,8 @@ static void print_help(void)
            "               {inputs: [{name, min, opt, max}]} per profile; a static engine\n"
            "               has one, with min = opt = max), layers (each {name, op, kernel,\n"
            "               precision, fused_from: [names], inputs: [names, null for an\n"
-           "               absent optional input], outputs: [{name, shape, dtype}]}),\n"
-           "               arena_bytes, activation_bytes, weight_bytes\n"
+           "               absent optional input], outputs: [{name, shape, dtype, and layout\n"
+           "               when not plain}]}), arena_bytes, activation_bytes, weight_bytes\n"
            "  --dot FILE   also write the layers as a Graphviz graph to FILE: a box per layer\n"
            "               (fused layers list what they absorbed), an edge per tensor\n"
            "               (render with: dot -Tsvg FILE -o graph.svg)\n"
@@ -45,7 +46,14 @@ static void print_help(void)
 
 /* ---- the text form ---- */
 
-/* "name[1x3x224x224]"; weights and activations alike. */
+/* The layout of a tensor that is not plain (for "x[1x16x8x8 nchw8c]"), else NULL. */
+static const char *blocked_layout(const kiln_engine *e, const char *name)
+{
+    const char *l = kiln_engine_tensor_layout(e, name);
+    return l && strcmp(l, "plain") != 0 ? l : NULL;
+}
+
+/* "name[1x3x224x224]", "name[1x16x8x8 nchw8c]"; weights and activations alike. */
 static void print_tensor(const kiln_engine *e, const char *name)
 {
     kiln_dtype dtype;
@@ -55,8 +63,10 @@ static void print_tensor(const kiln_engine *e, const char *name)
         fputs("-", stdout); /* an absent optional input */
         return;
     }
+    const char *layout = blocked_layout(e, name);
     if (kiln_engine_tensor_info(e, name, &dtype, &shape) == KILN_OK)
-        printf("%s[%s]", name, cli_dims_str(&shape, buf, sizeof buf));
+        printf("%s[%s%s%s]", name, cli_dims_str(&shape, buf, sizeof buf), layout ? " " : "",
+               layout ? layout : "");
     else
         printf("%s[?]", name);
 }
@@ -244,7 +254,7 @@ static void json_profiles(const kiln_engine *e)
     fputc(']', stdout);
 }
 
-/* {"name": ..., "shape": [..], "dtype": ...} */
+/* {"name": ..., "shape": [..], "dtype": ...}, with "layout": ... when not plain */
 static void json_tensor(const kiln_engine *e, const char *name)
 {
     kiln_dtype dtype = KILN_DTYPE_UNDEFINED;
@@ -256,6 +266,11 @@ static void json_tensor(const kiln_engine *e, const char *name)
     json_dims(&shape);
     printf(", \"dtype\": ");
     cli_json_string(stdout, kiln_dtype_name(dtype));
+    const char *layout = blocked_layout(e, name);
+    if (layout) {
+        printf(", \"layout\": ");
+        cli_json_string(stdout, layout);
+    }
     fputc('}', stdout);
 }
 

@@ -23,15 +23,37 @@ typedef struct backend_kernel {
     backend_kernel_fn run;
 } backend_kernel;
 
+/* The layouts a layer wants its tensors in (docs/ARCHITECTURE.md, "Layouts"). in[k].layout
+ * is what input k holds when the layer runs: its producer's choice, made earlier in
+ * execution order (network inputs and constants are plain). want_in and want_out arrive
+ * filled with IR_LAYOUT_PLAIN. The builder then reorders activations that differ, stores
+ * constants in the layout asked for (a constant of lower rank than output 0 first gets
+ * leading 1s, as broadcasting reads it), and keeps network inputs and outputs plain.
+ * Fails only on a bad setting (an unknown KILN_CPU_LAYOUT). */
+typedef kiln_status (*backend_layout_fn)(const ir_node *n, const ir_tensor *in, int32_t n_in,
+                                         const ir_tensor *out, int32_t n_out, ir_layout *want_in,
+                                         ir_layout *want_out);
+
 typedef struct kiln_backend {
     const char *name; /* "cpu" */
-    /* Kernels that can run the layer, best guess first; returns how many (<= max). */
+    /* Kernels that can run the layer, best guess first; returns how many (<= max). The
+     * tensors carry the layouts the layout step gave them. */
     int32_t (*candidates)(const ir_node *n, const ir_tensor *in, int32_t n_in, const ir_tensor *out,
                           int32_t n_out, const backend_kernel **list, int32_t max);
     /* The kernel of this name for this op, NULL if this kiln has none. */
     const backend_kernel *(*find)(const char *op, const char *kernel);
+    backend_layout_fn layout;
 } kiln_backend;
 
 const kiln_backend *backend_cpu(void);
+
+/* Test hook, not public API: the layouts the CPU backend asks for in builds that start
+ * after the call. IR_LAYOUT_PLAIN (the default) asks for plain tensors everywhere (its
+ * kernels are the reference kernels); a blocked layout asks for it wherever a blocked
+ * reference kernel (ref_nchwc.c) or a layout-agnostic elementwise op can take it. -1
+ * returns to the default: the environment variable KILN_CPU_LAYOUT (plain, nchw4c,
+ * nchw8c or nchw16c) when set, else plain. Returns the previous setting. Not for use
+ * while another thread builds. */
+int32_t backend_cpu_set_layout_policy(int32_t layout);
 
 #endif

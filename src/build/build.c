@@ -1,7 +1,8 @@
 /* build.c - kiln_build: network + config -> engine. Steps: copy the graph, fix input
- * shapes, verify, infer shapes (folding what is known), run the pass pipeline, choose a
- * kernel per layer, plan activation memory, write the plan and load it as the engine
- * (so a built engine and a loaded plan are the same thing). */
+ * shapes, verify, infer shapes (folding what is known), run the pass pipeline, give each
+ * layer the layouts the backend wants (layout.c), choose a kernel per layer, plan
+ * activation memory, write the plan and load it as the engine (so a built engine and a
+ * loaded plan are the same thing). */
 #include <stdio.h>
 #include <string.h>
 
@@ -50,6 +51,7 @@ static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const bui
         t->name = val->name;
         t->dtype = val->dtype;
         t->shape = val->shape;
+        t->layout = val->layout;
         t->nbytes = build_value_bytes(val);
         if (val->kind == IR_VALUE_INPUT) t->flags |= PLAN_T_INPUT;
         if (val->is_output) t->flags |= PLAN_T_OUTPUT;
@@ -83,12 +85,12 @@ static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const bui
             l->node.in[k] = n->in[k] < 0 ? -1 : tid[n->in[k]];
             if (n->in[k] < 0) continue;
             const ir_value *v = &g->values[n->in[k]];
-            tin[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data};
+            tin[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data, v->layout};
         }
         for (int32_t k = 0; k < n->n_out; k++) {
             const ir_value *v = &g->values[n->out[k]];
             l->node.out[k] = tid[n->out[k]];
-            tout[k] = (ir_tensor){v->dtype, v->shape, NULL};
+            tout[k] = (ir_tensor){v->dtype, v->shape, NULL, v->layout};
         }
         const backend_kernel *cands[16];
         int32_t nc = be->candidates(n, tin, n->n_in, tout, n->n_out, cands, 16);
@@ -155,6 +157,8 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
                  folded == 1 ? "" : "s");
     KILN_CHECK(opt_run_pipeline(&g, pass_disabled, cfg));
     KILN_CHECK(build_profiles_check(&g, &prof));
+    build_layout_result layouts;
+    KILN_CHECK(build_layout(&g, backend_cpu(), &layouts));
 
     KILN_CHECK(kiln_alloc_checked((void **)&order, (size_t)g.n_nodes + 1, sizeof *order, "build"));
     KILN_CHECK(
@@ -188,9 +192,10 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
         const plan_tensor *i0 =
             l->node.n_in > 0 && l->node.in[0] >= 0 ? &d.tensors[l->node.in[0]] : NULL;
         bool shared = i0 && !i0->flags && !o->flags && i0->offset == o->offset && o->nbytes;
-        kiln_log(KILN_LOG_VERBOSE, "layer %d '%s' (%s): kernel %s, fp32, output %s %s%s%s", s,
+        kiln_log(KILN_LOG_VERBOSE, "layer %d '%s' (%s): kernel %s, fp32, output %s %s%s%s%s%s", s,
                  l->node.name, l->node.op->name, l->kernel, o->name,
-                 kiln_dims_str(&o->shape, sh, sizeof sh),
+                 kiln_dims_str(&o->shape, sh, sizeof sh), o->layout ? " " : "",
+                 o->layout ? ir_layout_name(o->layout) : "",
                  shared ? (l->node.op->flags & IR_OP_ALIAS ? ", aliases " : ", in place of ") : "",
                  shared ? i0->name : "");
     }

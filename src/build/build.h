@@ -3,6 +3,7 @@
 #ifndef KILN_BUILD_H
 #define KILN_BUILD_H
 
+#include "backends/backend.h"
 #include "ir/ir.h"
 
 /* Largest output a layer whose op reads only shapes (Shape) is folded into at build time. */
@@ -64,7 +65,27 @@ typedef struct build_memplan_result {
 kiln_status build_memplan(const ir_graph *g, const int32_t *order, int32_t n_order,
                           uint64_t *offsets, build_memplan_result *result);
 
-/* Bytes a value occupies (dtype size x elements). */
+/* Bytes a value occupies: dtype size x the elements of its storage (a blocked layout pads
+ * the channels up to its block). */
 uint64_t build_value_bytes(const ir_value *v);
+
+/* What the layout step did. */
+typedef struct build_layout_result {
+    int32_t inserted;  /* kiln.Reorder layers placed */
+    int32_t cancelled; /* of those (or of the network's own), removed again: pairs that undo
+                          each other, and reorders left without readers */
+    int32_t reorders;  /* kiln.Reorder layers the graph ends with */
+    int32_t constants; /* constants stored in a blocked layout at build time */
+    int32_t blocked;   /* layers, reorders aside, with a blocked input or output */
+} build_layout_result;
+
+/* The layout step (layout.c; docs/ARCHITECTURE.md, "Layouts"), after the pass pipeline:
+ * asks `be` which layouts each layer wants, in execution order; sets values' layouts;
+ * places one kiln.Reorder per value and layout that a reader wants and the value lacks;
+ * stores blocked copies of constants; keeps network inputs and outputs plain (a layer
+ * writing an output blocked writes a twin that a reorder makes plain); then removes
+ * reorder pairs that cancel (A: x -> x', B: x' -> x back: B's readers read x) and
+ * reorders nobody reads. Logs each change at VERBOSE and the counts at INFO. */
+kiln_status build_layout(ir_graph *g, const kiln_backend *be, build_layout_result *r);
 
 #endif

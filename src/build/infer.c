@@ -6,7 +6,8 @@
 
 uint64_t build_value_bytes(const ir_value *v)
 {
-    return (uint64_t)kiln_dims_count(&v->shape) * kiln_dtype_size(v->dtype);
+    ir_tensor t = {v->dtype, v->shape, NULL, v->layout};
+    return (uint64_t)ir_tensor_storage_count(&t) * kiln_dtype_size(v->dtype);
 }
 
 /* Evaluates `n` now; its outputs become constants, or in a dynamic graph where they

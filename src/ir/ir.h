@@ -8,12 +8,25 @@
 
 /* ---- tensors as kernels see them ---- */
 
-/* A dense row-major tensor view. An absent optional input has dtype UNDEFINED and
- * data NULL. */
+/* How a tensor's elements lie in memory; its shape is always the logical (ONNX) one.
+ * PLAIN: row-major in that shape. NCHWc, coded by its block c: a tensor of shape
+ * [N, C, D1, ...] (rank 3 to 5) stored as [N, ceil(C/c), D1, ..., c], channel ch in lane
+ * ch % c of block ch / c; the lanes past C ("padding") hold zeros (docs/ARCHITECTURE.md,
+ * "Layouts": every kernel writing a blocked tensor keeps them so). */
+typedef enum ir_layout {
+    IR_LAYOUT_PLAIN = 0,
+    IR_LAYOUT_NCHW4C = 4,
+    IR_LAYOUT_NCHW8C = 8,
+    IR_LAYOUT_NCHW16C = 16
+} ir_layout;
+
+/* A dense tensor view, row-major unless `layout` says otherwise (zero: plain). An absent
+ * optional input has dtype UNDEFINED and data NULL. */
 typedef struct ir_tensor {
     kiln_dtype dtype;
     kiln_dims shape;
     void *data;
+    ir_layout layout;
 } ir_tensor;
 
 static inline int64_t ir_tensor_count(const ir_tensor *t) { return kiln_dims_count(&t->shape); }
@@ -40,6 +53,7 @@ typedef struct ir_value {
     size_t nbytes;
     int32_t producer; /* node index, -1 for inputs and constants */
     bool is_output;
+    ir_layout layout; /* set by the builder's layout step; inputs and outputs stay plain */
     /* Dynamic graphs (ir_graph.dynamic): `shape` is the shape at the largest input shapes
      * of the profiles; the builder also infers shapes at each profile's min and opt. */
     uint32_t dyn_dims;      /* bit k: dimension k changes within the profiles; IR_DIMS_UNKNOWN
@@ -175,7 +189,10 @@ enum {
     IR_OP_ALIAS = 1u << 1,
     /* Output 0 may overwrite input 0 (same size): every kernel of the op reads x[i] before
      * it writes y[i] and tolerates in[0].data == out[0].data (unary elementwise ops). */
-    IR_OP_INPLACE = 1u << 2
+    IR_OP_INPLACE = 1u << 2,
+    /* When every input has the output's shape (nothing broadcasts), output element i is a
+     * function of input elements i alone: binary and variadic elementwise ops. */
+    IR_OP_ELEMENTWISE = 1u << 3
 };
 
 typedef struct ir_op {
@@ -205,6 +222,52 @@ IR_OP_GROUP(shape)
 IR_OP_GROUP(extra)
 IR_OP_GROUP(caffe)
 IR_OP_GROUP(fused)
+IR_OP_GROUP(layout)
+
+/* ---- layouts (src/ir/ops/layout.c, with the kiln.Reorder op) ---- */
+
+/* "plain", "nchw4c", "nchw8c", "nchw16c"; "?" for a code that is none of them. */
+const char *ir_layout_name(ir_layout l);
+/* The layout ir_layout_name calls `name`; false if none. */
+bool ir_layout_parse(const char *name, ir_layout *out);
+/* Whether `code` is one of ir_layout's values. */
+bool ir_layout_known(int64_t code);
+/* The channel block of a layout (0 for plain). */
+static inline int64_t ir_layout_block(ir_layout l) { return l == IR_LAYOUT_PLAIN ? 0 : (int64_t)l; }
+/* Elements a tensor of `shape` occupies in layout `l` (channels padded up to the block);
+ * false if the layout does not fit the shape (a blocked one needs rank 3 to 5 and known
+ * dims) or the count passes KILN_MAX_ELEMENTS. */
+bool ir_layout_numel(ir_layout l, const kiln_dims *shape, int64_t *count);
+/* The storage of `shape` in layout `l` as a plain shape: [N, ceil(C/c), D1, ..., c] for a
+ * blocked layout, `shape` itself for plain. For shapes ir_layout_numel accepts. */
+kiln_dims ir_layout_storage_shape(ir_layout l, const kiln_dims *shape);
+/* Elements of t's storage (its count when plain). */
+int64_t ir_tensor_storage_count(const ir_tensor *t);
+/* Sets the padding lanes of a blocked tensor to zero bytes (nothing to do when plain or
+ * when C is a multiple of the block). */
+void ir_layout_zero_padding(ir_tensor *t);
+
+/* ---- sliding windows (src/ir/ops/nn.c) ---- */
+
+#define IR_MAX_SPATIAL (KILN_MAX_RANK - 2)
+
+/* A window sliding over the spatial dims of a Conv or pool layer, with the pads in use. */
+typedef struct ir_window {
+    int32_t ns; /* spatial dims */
+    int64_t kernel[IR_MAX_SPATIAL], stride[IR_MAX_SPATIAL], dilation[IR_MAX_SPATIAL];
+    int64_t pad_begin[IR_MAX_SPATIAL], pad_end[IR_MAX_SPATIAL];
+    int64_t in[IR_MAX_SPATIAL], out[IR_MAX_SPATIAL];
+} ir_window;
+
+/* The window of a Conv, kiln.Conv, MaxPool or AveragePool layer with these inputs, as its
+ * shape inference and reference kernel resolve it (defaults, auto_pad, ceil_mode), so that
+ * other kernels of these ops compute the same thing. Fails naming the node for other ops. */
+kiln_status ir_window_of(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_window *w);
+
+/* The epilogue of a kiln.Conv, kiln.Gemm or kiln.MatMul layer, in place over `count`
+ * values of its output: the residual z added (NULL: none), then the activation its
+ * attributes name, as its reference kernel applies them (src/ir/ops/fused.c). */
+kiln_status ir_fused_epilogue(const ir_node *n, float *y, int64_t count, const float *z);
 
 /* ---- helpers shared by op files ---- */
 

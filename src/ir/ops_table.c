@@ -16,6 +16,7 @@ static const group g_groups[] = {
     {ir_ops_extra, &ir_ops_extra_count},
     {ir_ops_caffe, &ir_ops_caffe_count},
     {ir_ops_fused, &ir_ops_fused_count},
+    {ir_ops_layout, &ir_ops_layout_count},
 };
 
 const ir_op *ir_op_at(int32_t i)

@@ -32,12 +32,13 @@ static kiln_status fold_node(ir_graph *g, int32_t id, ir_tensor *in, ir_tensor *
         memset(&in[k], 0, sizeof in[k]);
         if (n->in[k] < 0) continue;
         const ir_value *v = &g->values[n->in[k]];
-        in[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data};
+        in[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data, v->layout};
     }
     for (int32_t k = 0; k < n->n_out; k++) {
         const ir_value *v = &g->values[n->out[k]];
         size_t bytes = (size_t)kiln_dims_count(&v->shape) * kiln_dtype_size(v->dtype);
-        out[k] = (ir_tensor){v->dtype, v->shape, kiln_arena_alloc(&g->arena, bytes ? bytes : 1)};
+        out[k] = (ir_tensor){v->dtype, v->shape, kiln_arena_alloc(&g->arena, bytes ? bytes : 1),
+                             IR_LAYOUT_PLAIN};
         if (!out[k].data) return KILN_ERR_OUT_OF_MEMORY;
     }
     kiln_status st = n->op->eval(n, in, n->n_in, out, n->n_out);

@@ -203,7 +203,7 @@ kiln_status fm_rewrite(ir_graph *g, int32_t node, const char *opname, const int3
         memset(&tin[k], 0, sizeof tin[k]);
         if (in[k] < 0) continue;
         const ir_value *v = &g->values[in[k]];
-        tin[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data};
+        tin[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data, v->layout};
     }
     ir_infer c = {.node = &t, .n_in = n_in, .n_out = 1, .in = tin, .out = tout};
     const ir_value *vo = &g->values[out];

@@ -14,7 +14,7 @@ static bool const_ints(const ir_graph *g, const ir_node *n, int32_t k, int64_t *
     if (k >= n->n_in || n->in[k] < 0) return false;
     const ir_value *v = &g->values[n->in[k]];
     if (v->kind != IR_VALUE_CONSTANT || v->shape.rank > 1) return false;
-    ir_tensor t = {v->dtype, v->shape, (void *)v->data};
+    ir_tensor t = {v->dtype, v->shape, (void *)v->data, v->layout};
     return ir_tensor_ints(&t, vals, max, count);
 }
 

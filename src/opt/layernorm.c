@@ -19,7 +19,7 @@ static int32_t trailing_axis(const ir_graph *g, const ir_node *n, int32_t rank)
         cnt = ac;
     } else if (n->n_in > 1 && n->in[1] >= 0) {
         const ir_value *v = &g->values[n->in[1]];
-        ir_tensor t = {v->dtype, v->shape, (void *)v->data};
+        ir_tensor t = {v->dtype, v->shape, (void *)v->data, v->layout};
         if (v->kind != IR_VALUE_CONSTANT || !v->data ||
             !ir_tensor_ints(&t, axes, KILN_MAX_RANK, &cnt))
             return -1;

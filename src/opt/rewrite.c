@@ -125,7 +125,7 @@ kiln_status opt_infer_node(ir_graph *g, int32_t node)
         memset(&in[k], 0, sizeof in[k]);
         if (n->in[k] < 0) continue;
         const ir_value *v = &g->values[n->in[k]];
-        in[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data};
+        in[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data, v->layout};
     }
     memset(out, 0, sizeof out);
     ir_infer c = {.node = n, .n_in = n->n_in, .n_out = n->n_out, .in = in, .out = out};

@@ -237,7 +237,7 @@ static bool const_ints(const ir_graph *g, const ir_node *n, int32_t k, int64_t *
     if (k >= n->n_in || n->in[k] < 0) return false;
     const ir_value *v = &g->values[n->in[k]];
     if (v->kind != IR_VALUE_CONSTANT || !v->data || v->shape.rank > 1) return false;
-    ir_tensor t = {v->dtype, v->shape, (void *)v->data};
+    ir_tensor t = {v->dtype, v->shape, (void *)v->data, IR_LAYOUT_PLAIN};
     return ir_tensor_ints(&t, vals, max, count);
 }
 
@@ -316,25 +316,27 @@ static bool trial_infer(const ir_graph *g, const ir_node *n, const ts_step *s,
         int32_t v = n->in[k];
         const ir_value *val = v >= 0 ? &g->values[v] : NULL;
         switch (s->role[k]) {
-        case R_MOVED: in[k] = (ir_tensor){x_dtype, *x_shape, NULL}; break;
+        case R_MOVED: in[k] = (ir_tensor){x_dtype, *x_shape, NULL, IR_LAYOUT_PLAIN}; break;
         case R_JOINED: {
             const ir_value *b = &g->values[g->nodes[val->producer].in[0]];
-            in[k] = (ir_tensor){b->dtype, b->shape, (void *)b->data};
+            in[k] = (ir_tensor){b->dtype, b->shape, (void *)b->data, IR_LAYOUT_PLAIN};
             break;
         }
         case R_PERMUTED: {
             kiln_dims p = padded(&val->shape, s->rank_in);
-            in[k] = (ir_tensor){val->dtype, permuted(&p, q), NULL};
+            in[k] = (ir_tensor){val->dtype, permuted(&p, q), NULL, IR_LAYOUT_PLAIN};
             break;
         }
         case R_AXES:
             if (s->new_axes)
-                in[k] = (ir_tensor){KILN_DTYPE_I64, {1, {s->n_axes}}, (void *)s->axes};
+                in[k] =
+                    (ir_tensor){KILN_DTYPE_I64, {1, {s->n_axes}}, (void *)s->axes, IR_LAYOUT_PLAIN};
             else
-                in[k] = (ir_tensor){val->dtype, val->shape, (void *)val->data};
+                in[k] = (ir_tensor){val->dtype, val->shape, (void *)val->data, IR_LAYOUT_PLAIN};
             break;
         default:
-            if (val) in[k] = (ir_tensor){val->dtype, val->shape, (void *)val->data};
+            if (val)
+                in[k] = (ir_tensor){val->dtype, val->shape, (void *)val->data, IR_LAYOUT_PLAIN};
             break;
         }
     }

@@ -88,6 +88,7 @@ static kiln_status context_new(kiln_engine *e, bool with_memory, kiln_context **
         const plan_tensor *t = &e->d.tensors[i];
         c->tensors[i].dtype = t->dtype;
         c->tensors[i].shape = t->shape;
+        c->tensors[i].layout = t->layout;
         if (t->flags & PLAN_T_CONSTANT) c->tensors[i].data = (void *)t->data;
     }
     place_activations(c);
@@ -239,7 +240,9 @@ static kiln_status infer_shapes(kiln_context *c)
             const plan_tensor *pt = &d->tensors[t];
             int64_t cnt, bytes;
             char a[KILN_DIMS_STR_MAX], b[KILN_DIMS_STR_MAX];
-            if (c->out[k].dtype != pt->dtype || !kiln_dims_numel(&c->out[k].shape, &cnt) ||
+            /* The storage's bytes: a blocked tensor's channels padded to the block. */
+            if (c->out[k].dtype != pt->dtype ||
+                !ir_layout_numel(pt->layout, &c->out[k].shape, &cnt) ||
                 !kiln_mul_ok(cnt, (int64_t)kiln_dtype_size(pt->dtype), &bytes) ||
                 (uint64_t)bytes > pt->nbytes)
                 return ir_node_error(

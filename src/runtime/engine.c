@@ -205,6 +205,12 @@ kiln_status kiln_engine_tensor_info(const kiln_engine *e, const char *name, kiln
     return KILN_OK;
 }
 
+const char *kiln_engine_tensor_layout(const kiln_engine *e, const char *name)
+{
+    int32_t t = e && name ? kiln_strmap_get(&e->by_name, name) : -1;
+    return t < 0 ? NULL : ir_layout_name(e->d.tensors[t].layout);
+}
+
 int32_t kiln_engine_num_layers(const kiln_engine *e) { return e ? e->d.n_layers : 0; }
 
 kiln_status kiln_engine_layer_info(const kiln_engine *e, int32_t i, kiln_layer_info *info)

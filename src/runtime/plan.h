@@ -21,9 +21,10 @@ enum plan_section_id {
     PLAN_SEC_MEMORY = 5,
     PLAN_SEC_BUILD = 6,
     PLAN_SEC_WEIGHTS = 7,
-    PLAN_SEC_FUSED = 8,    /* optional: per layer, the network layers it was fused from */
-    PLAN_SEC_PROFILES = 9, /* optional: optimization profiles of a dynamic engine */
-    PLAN_SEC_COUNT_ = 10
+    PLAN_SEC_FUSED = 8,     /* optional: per layer, the network layers it was fused from */
+    PLAN_SEC_LAYOUTS = 9,   /* optional: per tensor, its layout (absent: all plain) */
+    PLAN_SEC_PROFILES = 10, /* optional: optimization profiles of a dynamic engine */
+    PLAN_SEC_COUNT_ = 11
 };
 /* Sections 1..PLAN_SEC_REQUIRED_LAST must be present; later ones may be absent. */
 #define PLAN_SEC_REQUIRED_LAST PLAN_SEC_WEIGHTS
@@ -35,6 +36,7 @@ typedef struct plan_tensor {
     const char *name;
     kiln_dtype dtype;
     kiln_dims shape;
+    ir_layout layout; /* how its bytes hold the shape; inputs and outputs are plain */
     uint32_t flags;
     uint64_t offset; /* activation: offset in the arena; constant: in the weights section */
     uint64_t nbytes;

@@ -1,6 +1,7 @@
 /* plan_read.c - parses and validates a plan. Every file is untrusted: each count, index,
  * size and offset is checked before use, and each layer's shapes are inferred again,
  * so that nothing a kernel is given can point outside a tensor. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,7 @@ static const char *section_name(int id)
 {
     static const char *names[PLAN_SEC_COUNT_] = {"?",     "strings", "tensors", "layers",
                                                  "io",    "memory",  "build",   "weights",
-                                                 "fused", "profiles"};
+                                                 "fused", "layouts", "profiles"};
     return id > 0 && id < PLAN_SEC_COUNT_ ? names[id] : "?";
 }
 
@@ -112,14 +113,30 @@ static kiln_status get_str(const sections *s, uint32_t off, const char *what, co
     return KILN_OK;
 }
 
+/* Optional: a layout code per tensor; absent, every tensor is plain. */
+static kiln_status read_layouts(const sections *s, uint32_t n, kiln_reader *r)
+{
+    if (!s->have[PLAN_SEC_LAYOUTS]) {
+        kiln_reader_init(r, NULL, 0);
+        return KILN_OK;
+    }
+    section_reader(s, PLAN_SEC_LAYOUTS, r);
+    uint32_t count = kiln_reader_u32(r), reserved = kiln_reader_u32(r);
+    if (r->failed || count != n || reserved != 0 || r->len - r->pos != (size_t)n * 4)
+        return CORRUPT("layouts section (%zu bytes) does not hold one layout per tensor (%u)",
+                       r->len, n);
+    return KILN_OK;
+}
+
 static kiln_status read_tensors(const sections *s, kiln_arena *a, plan_desc *d, kiln_strmap *names)
 {
-    kiln_reader r;
+    kiln_reader r, lr;
     section_reader(s, PLAN_SEC_TENSORS, &r);
     uint32_t n = kiln_reader_u32(&r);
     kiln_reader_u32(&r);
     if (r.failed || n > MAX_TENSORS || (uint64_t)n * PLAN_TENSOR_RECORD_BYTES > r.len - r.pos)
         return CORRUPT("tensor section holds %u records in %zu bytes", n, r.len);
+    KILN_TRY(read_layouts(s, n, &lr));
     d->n_tensors = (int32_t)n;
     d->tensors = kiln_arena_alloc(a, sizeof(plan_tensor) * (size_t)(n + 1));
     if (!d->tensors) return KILN_ERR_OUT_OF_MEMORY;
@@ -133,6 +150,7 @@ static kiln_status read_tensors(const sections *s, kiln_arena *a, plan_desc *d, 
         for (int k = 0; k < KILN_MAX_RANK; k++) t->shape.d[k] = kiln_reader_i64(&r);
         t->offset = kiln_reader_u64(&r);
         t->nbytes = kiln_reader_u64(&r);
+        uint32_t layout = s->have[PLAN_SEC_LAYOUTS] ? kiln_reader_u32(&lr) : 0;
         KILN_TRY(get_str(s, name, "tensor name", &t->name));
         if (!*t->name) return CORRUPT("tensor #%u has an empty name", i);
         if (kiln_strmap_get(names, t->name) >= 0)
@@ -143,16 +161,29 @@ static kiln_status read_tensors(const sections *s, kiln_arena *a, plan_desc *d, 
             return CORRUPT("tensor '%s' has unknown dtype %u", t->name, (unsigned)t->dtype);
         if (rank > KILN_MAX_RANK) return CORRUPT("tensor '%s' has rank %u", t->name, rank);
         t->shape.rank = (int32_t)rank;
+        if (!ir_layout_known(layout))
+            return CORRUPT("tensor '%s' has layout code %u", t->name, layout);
+        t->layout = (ir_layout)layout;
         int64_t count, bytes;
-        if (!kiln_dims_numel(&t->shape, &count) || !kiln_mul_ok(count, (int64_t)es, &bytes))
+        char sh[KILN_DIMS_STR_MAX];
+        if (!kiln_dims_numel(&t->shape, &count))
             return CORRUPT("tensor '%s' has an impossible shape", t->name);
+        if (!ir_layout_numel(t->layout, &t->shape, &count) ||
+            !kiln_mul_ok(count, (int64_t)es, &bytes))
+            return CORRUPT("tensor '%s': layout %s does not fit its shape %s", t->name,
+                           ir_layout_name(t->layout), kiln_dims_str(&t->shape, sh, sizeof sh));
         if ((uint64_t)bytes != t->nbytes)
-            return CORRUPT("tensor '%s': %llu bytes recorded, its shape needs %lld", t->name,
-                           (unsigned long long)t->nbytes, (long long)bytes);
+            return CORRUPT("tensor '%s': %llu bytes recorded, its shape%s%s needs %lld", t->name,
+                           (unsigned long long)t->nbytes, t->layout ? " in " : "",
+                           t->layout ? ir_layout_name(t->layout) : "", (long long)bytes);
         uint32_t known = PLAN_T_INPUT | PLAN_T_OUTPUT | PLAN_T_CONSTANT;
         if ((t->flags & ~known) || ((t->flags & PLAN_T_CONSTANT) && (t->flags & PLAN_T_INPUT)) ||
             ((t->flags & PLAN_T_INPUT) && (t->flags & PLAN_T_OUTPUT)))
             return CORRUPT("tensor '%s' has flags 0x%x", t->name, t->flags);
+        if ((t->flags & (PLAN_T_INPUT | PLAN_T_OUTPUT)) && t->layout != IR_LAYOUT_PLAIN)
+            return CORRUPT("%s '%s' has layout %s; network inputs and outputs are plain",
+                           t->flags & PLAN_T_INPUT ? "input" : "output", t->name,
+                           ir_layout_name(t->layout));
         if (t->flags & PLAN_T_CONSTANT) {
             uint64_t ws = s->size[PLAN_SEC_WEIGHTS];
             if (t->offset % PLAN_ALIGN || t->offset > ws || t->nbytes > ws - t->offset)
@@ -361,6 +392,23 @@ static kiln_status read_memory_and_build(const sections *s, plan_desc *d)
     return KILN_OK;
 }
 
+/* "input 0 'x' nchw8c, output 0 'y' plain" for a layer's tensors. */
+static void layouts_str(const plan_desc *d, const ir_node *n, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int32_t k = 0; k < n->n_in + n->n_out && len < size; k++) {
+        bool is_in = k < n->n_in;
+        int32_t t = is_in ? n->in[k] : n->out[k - n->n_in];
+        if (t < 0) continue;
+        int w = snprintf(buf + len, size - len, "%s%s %d '%s' %s", len ? ", " : "",
+                         is_in ? "input" : "output", is_in ? k : k - n->n_in, d->tensors[t].name,
+                         ir_layout_name(d->tensors[t].layout));
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+}
+
 /* Each tensor a layer writes must be an activation or output written by that layer
  * only, after everything it reads has been written; shapes must be what the op's
  * inference gives for its inputs. */
@@ -405,6 +453,7 @@ static kiln_status check_dataflow(plan_desc *d, kiln_arena *arena)
             in[k].dtype = d->tensors[t].dtype;
             in[k].shape = d->tensors[t].shape;
             in[k].data = known[t];
+            in[k].layout = d->tensors[t].layout;
             if (!known[t]) all_known = false;
         }
         for (int32_t k = 0; k < n->n_out; k++) {
@@ -439,6 +488,19 @@ static kiln_status check_dataflow(plan_desc *d, kiln_arena *arena)
                              kiln_dims_str(&out[k].shape, b, sizeof b));
                 goto fail;
             }
+            out[k].data = NULL;
+            out[k].layout = t->layout;
+        }
+        /* The kernel must take the tensors as they lie: a layout no kernel of the layer
+         * reads (a Reorder whose attributes disagree with its tensors, a plain kernel on
+         * blocked data) would make it read the bytes wrongly. */
+        const backend_kernel *kern = d->layers[i].k;
+        if (kern->applies && !kern->applies(n, in, n->n_in, out, n->n_out)) {
+            char what[512];
+            layouts_str(d, n, what, sizeof what);
+            st = CORRUPT("layer '%s' (%s): kernel '%s' does not run it with these tensors (%s)",
+                         n->name, n->op->name, d->layers[i].kernel, what);
+            goto fail;
         }
         if (!(n->n_out > 0 && shapes && (all_known || (n->op->flags & IR_OP_SHAPE_ONLY)))) continue;
         /* A shape layer: evaluated now, so the inference of the layers reading it sees its

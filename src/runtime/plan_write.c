@@ -138,6 +138,17 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
         }
     }
 
+    /* Written only when some tensor is not plain, so plain plans stay as they were. */
+    bool any_layout = false;
+    for (int32_t i = 0; i < d->n_tensors; i++)
+        any_layout |= d->tensors[i].layout != IR_LAYOUT_PLAIN;
+    if (any_layout) {
+        kiln_buf *lb = &sec[PLAN_SEC_LAYOUTS];
+        kiln_buf_u32(lb, (uint32_t)d->n_tensors);
+        kiln_buf_u32(lb, 0);
+        for (int32_t i = 0; i < d->n_tensors; i++) kiln_buf_u32(lb, (uint32_t)d->tensors[i].layout);
+    }
+
     /* Written only for dynamic engines: static plans stay as they were. */
     if (d->n_profiles > 0) {
         kiln_buf *pb = &sec[PLAN_SEC_PROFILES];
@@ -173,11 +184,14 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
             goto fail;
         }
 
-    /* Layout: header, section table, then each section 64-byte aligned. */
+    /* Layout: header, section table, then each section 64-byte aligned: the required
+     * ones, then the optional ones present, by id. */
     uint32_t ids[PLAN_SEC_COUNT_], n_sec = 0;
-    for (uint32_t i = 1; i <= PLAN_SEC_REQUIRED_LAST; i++) ids[n_sec++] = i;
-    if (any_fused) ids[n_sec++] = PLAN_SEC_FUSED;
-    if (d->n_profiles > 0) ids[n_sec++] = PLAN_SEC_PROFILES;
+    for (uint32_t id = 1; id < PLAN_SEC_COUNT_; id++)
+        if (id <= PLAN_SEC_REQUIRED_LAST || (id == PLAN_SEC_FUSED && any_fused) ||
+            (id == PLAN_SEC_LAYOUTS && any_layout) ||
+            (id == PLAN_SEC_PROFILES && d->n_profiles > 0))
+            ids[n_sec++] = id;
     size_t base = out->len;
     kiln_buf_zeros(out, PLAN_HEADER_BYTES + PLAN_SECTION_ENTRY_BYTES * n_sec);
     uint64_t offs[PLAN_SEC_COUNT_];

@@ -192,6 +192,28 @@ run "$KILN" run "$T/resblock.plan" -i "data=$T/feat.npy" -d "$T/res2" --threads 
 expect "run resblock writes pool.npy (1x16x1x1 f32)" \
     "[ $rc -eq 0 ] && [ \$(wc -c <'$T/res2/pool.npy') -eq $((128 + 64)) ]"
 
+# ---- blocked layouts (the CPU backend's test policy, through the environment) ----
+
+run env KILN_CPU_LAYOUT=nchw8c "$KILN" build resblock -o "$T/resblock8c.plan" --threads 2
+expect "KILN_CPU_LAYOUT=nchw8c builds resblock" "[ $rc -eq 0 ] && [ -s '$T/resblock8c.plan' ]"
+run "$KILN" inspect "$T/resblock8c.plan"
+expect "inspect shows the reorders, blocked kernels and blocked tensors of that plan" \
+    "[ $rc -eq 0 ] && [ \$(grep -c 'kiln.Reorder' '$T/out') -eq 2 ] && grep -q 'ref_nchwc' '$T/out' \
+     && grep -q 'data::nchw8c\[1x16x32x32 nchw8c\]' '$T/out'"
+run "$KILN" inspect "$T/resblock8c.plan" --json
+expect "... and their layouts in --json" "[ $rc -eq 0 ] && grep -q '\"layout\": \"nchw8c\"' '$T/out'"
+run "$KILN" inspect "$T/resblock.plan"
+expect "a plan built with the default policy has no blocked tensors" \
+    "[ $rc -eq 0 ] && ! grep -q 'nchw' '$T/out' && ! grep -q 'kiln.Reorder' '$T/out'"
+write_npy "$T/feat1.npy" '<f4' '(1, 16, 32, 32)' 16384
+run "$KILN" run "$T/resblock.plan" -i "data=$T/feat1.npy" -d "$T/res_plain"
+run "$KILN" run "$T/resblock8c.plan" -i "data=$T/feat1.npy" -d "$T/res_8c"
+expect "the blocked plan gives the plain plan's output" \
+    "[ $rc -eq 0 ] && cmp -s '$T/res_plain/pool.npy' '$T/res_8c/pool.npy'"
+run env KILN_CPU_LAYOUT=nhwc "$KILN" build resblock -o "$T/bad.plan"
+expect "an unknown KILN_CPU_LAYOUT fails the build, saying so" \
+    "[ $rc -eq 1 ] && [ ! -e '$T/bad.plan' ] && grep -q 'KILN_CPU_LAYOUT is \"nhwc\"' '$T/err'"
+
 # ---- bench ----
 
 run "$KILN" bench "$T/lenet.plan" --warmup 1 --iterations 5 --json

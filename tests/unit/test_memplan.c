@@ -326,8 +326,9 @@ static void ref_eval(const char *op, const ref_value *a, const ref_value *b, ref
 {
     const ir_op *o = ir_op_find(op);
     ir_node n = {.name = "ref", .op = o};
-    ir_tensor in[2] = {{KILN_DTYPE_F32, a->shape, a->data}, {KILN_DTYPE_F32, a->shape, NULL}};
-    ir_tensor out = {KILN_DTYPE_F32, y->shape, y->data};
+    ir_tensor in[2] = {{KILN_DTYPE_F32, a->shape, a->data, IR_LAYOUT_PLAIN},
+                       {KILN_DTYPE_F32, a->shape, NULL, IR_LAYOUT_PLAIN}};
+    ir_tensor out = {KILN_DTYPE_F32, y->shape, y->data, IR_LAYOUT_PLAIN};
     if (b) in[1].data = b->data;
     if (o->flags & IR_OP_ALIAS) {
         memcpy(y->data, a->data, sizeof(float) * (size_t)kiln_dims_count(&a->shape));

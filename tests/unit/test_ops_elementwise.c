@@ -1310,7 +1310,9 @@ static void test_infer_dynamic_dims(void **state)
     const char *ins[] = {"a", "b"}, *outs[] = {"y"};
     int32_t id;
     assert_int_equal(ir_graph_add_node(&g, "Add", "n", ins, 2, outs, 1, NULL, 0, &id), KILN_OK);
-    ir_tensor in[2] = {{KILN_DTYPE_F32, sa, NULL}, {KILN_DTYPE_F32, sb, NULL}}, out[1];
+    ir_tensor in[2] = {{KILN_DTYPE_F32, sa, NULL, IR_LAYOUT_PLAIN},
+                       {KILN_DTYPE_F32, sb, NULL, IR_LAYOUT_PLAIN}},
+              out[1];
     memset(out, 0, sizeof out);
     ir_infer c = {&g.nodes[id], 2, 1, in, out};
     assert_int_equal(g.nodes[id].op->infer(&c), KILN_OK);

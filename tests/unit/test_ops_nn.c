@@ -1404,7 +1404,9 @@ static void test_dynamic_dims(void **state)
     assert_int_equal(ir_graph_add_node(&g, "Conv", "c", in, 2, out, 1, ca, 2, &conv_id), KILN_OK);
     assert_int_equal(ir_graph_add_node(&g, "MaxPool", "p", pin, 1, pout, 1, pa, 1, &pool_id),
                      KILN_OK);
-    ir_tensor ti[2] = {{KILN_DTYPE_F32, xs, NULL}, {KILN_DTYPE_F32, ws, wdata}}, to;
+    ir_tensor ti[2] = {{KILN_DTYPE_F32, xs, NULL, IR_LAYOUT_PLAIN},
+                       {KILN_DTYPE_F32, ws, wdata, IR_LAYOUT_PLAIN}},
+              to;
     memset(&to, 0, sizeof to);
     ir_infer c = {.node = &g.nodes[conv_id], .n_in = 2, .n_out = 1, .in = ti, .out = &to};
     assert_int_equal(g.nodes[conv_id].op->infer(&c), KILN_OK);

@@ -489,7 +489,7 @@ static void test_shape_reads_no_data(void **state)
         assert_int_equal(ir_graph_add_input(&g, "x", KILN_DTYPE_F32, &s), KILN_OK);
         assert_int_equal(ir_graph_add_node(&g, ops[i], "node", in, 1, outn, 1, NULL, 0, &id),
                          KILN_OK);
-        ir_tensor x = {KILN_DTYPE_F32, s, NULL}, y;
+        ir_tensor x = {KILN_DTYPE_F32, s, NULL, IR_LAYOUT_PLAIN}, y;
         memset(&y, 0, sizeof y);
         ir_infer c = {.node = &g.nodes[id], .n_in = 1, .n_out = 1, .in = &x, .out = &y};
         assert_int_equal(g.nodes[id].op->infer(&c), KILN_OK);
@@ -523,7 +523,9 @@ static void test_alias_in_place(void **state)
         KILN_OK);
     assert_int_equal(ir_graph_add_node(&g, "Reshape", "node", in, 2, outn, 1, NULL, 0, &id),
                      KILN_OK);
-    ir_tensor t[2] = {{KILN_DTYPE_F32, s, x}, {KILN_DTYPE_I64, sd, shape}}, y;
+    ir_tensor t[2] = {{KILN_DTYPE_F32, s, x, IR_LAYOUT_PLAIN},
+                      {KILN_DTYPE_I64, sd, shape, IR_LAYOUT_PLAIN}},
+              y;
     memset(&y, 0, sizeof y);
     ir_infer c = {.node = &g.nodes[id], .n_in = 2, .n_out = 1, .in = t, .out = &y};
     assert_int_equal(g.nodes[id].op->infer(&c), KILN_OK);

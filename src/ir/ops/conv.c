@@ -111,6 +111,14 @@ static kiln_status conv_geometry(const ir_node *n, const ir_tensor *in, int32_t 
     return ir_nn_window_forward(n, &g->w, false);
 }
 
+kiln_status ir_nn_conv_window(const ir_node *n, const ir_tensor *in, int32_t n_in, nn_window *w)
+{
+    conv_geom g;
+    KILN_TRY(conv_geometry(n, in, n_in, &g));
+    *w = g.w;
+    return KILN_OK;
+}
+
 kiln_status ir_nn_conv_infer(ir_infer *c)
 {
     conv_geom g;

@@ -300,8 +300,10 @@ static const ir_attr_def k_castlike_attrs[] = {INT_ATTR("saturate", 1)};
 #define UNARY_IP(name, infer, eval) {name, 1, 1, 1, 1, NULL, 0, infer, eval, IR_OP_INPLACE}
 #define UNARY_A_IP(name, attrs, infer, eval)                                                       \
     {name, 1, 1, 1, 1, N_ATTRS(attrs), infer, eval, IR_OP_INPLACE}
-#define BINARY(name, op) {name, 2, 2, 1, 1, NULL, 0, ir_ew_infer_##op, ir_ew_eval_##op, 0}
-#define VARIADIC(name, op) {name, 1, 127, 1, 1, NULL, 0, ir_ew_infer_##op, ir_ew_eval_##op, 0}
+#define BINARY(name, op)                                                                           \
+    {name, 2, 2, 1, 1, NULL, 0, ir_ew_infer_##op, ir_ew_eval_##op, IR_OP_ELEMENTWISE}
+#define VARIADIC(name, op)                                                                         \
+    {name, 1, 127, 1, 1, NULL, 0, ir_ew_infer_##op, ir_ew_eval_##op, IR_OP_ELEMENTWISE}
 /* clang-format on */
 
 const ir_op ir_ops_elementwise[] = {
@@ -327,7 +329,7 @@ const ir_op ir_ops_elementwise[] = {
     BINARY("Mul", mul),
     BINARY("Div", div),
     BINARY("Pow", pow),
-    {"Mod", 2, 2, 1, 1, N_ATTRS(k_mod_attrs), ir_ew_infer_mod, ir_ew_eval_mod, 0},
+    {"Mod", 2, 2, 1, 1, N_ATTRS(k_mod_attrs), ir_ew_infer_mod, ir_ew_eval_mod, IR_OP_ELEMENTWISE},
     VARIADIC("Max", max),
     VARIADIC("Min", min),
     VARIADIC("Sum", sum),
@@ -344,7 +346,7 @@ const ir_op ir_ops_elementwise[] = {
     UNARY_IP("Round", infer_f32, eval_round),
     UNARY_IP("Sin", infer_f32, eval_sin),
     UNARY_IP("Cos", infer_f32, eval_cos),
-    {"Where", 3, 3, 1, 1, NULL, 0, ir_ew_infer_where, ir_ew_eval_where, 0},
+    {"Where", 3, 3, 1, 1, NULL, 0, ir_ew_infer_where, ir_ew_eval_where, IR_OP_ELEMENTWISE},
     BINARY("Equal", equal),
     BINARY("Less", less),
     BINARY("Greater", greater),

@@ -34,15 +34,19 @@ static kiln_status check_z(const ir_infer *c, int32_t slot)
     return KILN_OK;
 }
 
-static kiln_status epilogue(const ir_node *n, const ir_tensor *in, int32_t n_in, int32_t z_slot,
-                            ir_tensor *out)
+kiln_status ir_fused_epilogue(const ir_node *n, float *y, int64_t count, const float *z)
 {
     fused_act act;
     KILN_TRY(fused_act_parse(n, &act));
-    const float *z = present(in, n_in, z_slot) ? in[z_slot].data : NULL;
-    fused_epilogue(out[0].data, ir_tensor_count(&out[0]), z, act, ir_attr_float(n, "act_alpha"),
-                   ir_attr_float(n, "act_beta"));
+    fused_epilogue(y, count, z, act, ir_attr_float(n, "act_alpha"), ir_attr_float(n, "act_beta"));
     return KILN_OK;
+}
+
+static kiln_status epilogue(const ir_node *n, const ir_tensor *in, int32_t n_in, int32_t z_slot,
+                            ir_tensor *out)
+{
+    const float *z = present(in, n_in, z_slot) ? in[z_slot].data : NULL;
+    return ir_fused_epilogue(n, out[0].data, ir_tensor_count(&out[0]), z);
 }
 
 /* The base op sees only its own inputs. */

@@ -35,6 +35,30 @@ int64_t ir_nn_prod(const int64_t *v, int32_t count)
     return p;
 }
 
+kiln_status ir_window_of(const ir_node *n, const ir_tensor *in, int32_t n_in, ir_window *out)
+{
+    nn_window w;
+    const char *op = n->op->name;
+    if (strcmp(op, "Conv") == 0 || strcmp(op, "kiln.Conv") == 0)
+        KILN_TRY(ir_nn_conv_window(n, in, n_in < 3 ? n_in : 3, &w));
+    else if (strcmp(op, "MaxPool") == 0 || strcmp(op, "AveragePool") == 0)
+        KILN_TRY(ir_nn_pool_window(n, &in[0], op[0] == 'M', &w));
+    else
+        return ir_node_error(n, KILN_ERR_INTERNAL, "ir_window_of: %s has no sliding window", op);
+    memset(out, 0, sizeof *out);
+    out->ns = w.ns;
+    for (int32_t d = 0; d < w.ns; d++) {
+        out->kernel[d] = w.kernel[d];
+        out->stride[d] = w.stride[d];
+        out->dilation[d] = w.dilation[d];
+        out->pad_begin[d] = w.pad_begin[d];
+        out->pad_end[d] = w.pad_end[d];
+        out->in[d] = w.in[d];
+        out->out[d] = w.out[d];
+    }
+    return KILN_OK;
+}
+
 /* An optional ints attribute of `want` values in [lo, NN_MAX_ATTR]; `def` fills an
  * absent (or empty) one. */
 static kiln_status read_ints(const ir_node *n, const char *name, int32_t want, int64_t lo,

@@ -41,6 +41,10 @@ kiln_status ir_nn_window_read(const ir_node *n, int32_t ns, const int64_t *kerne
  * `ceil_mode`: the pools' rounding up, dropping a last window that would start in the
  * end padding. Fails when a kernel does not fit its padded input. */
 kiln_status ir_nn_window_forward(const ir_node *n, nn_window *w, bool ceil_mode);
+/* The windows of Conv (X, W, B) and of MaxPool or AveragePool (X) layers, as their shape
+ * rules compute them (conv.c, pool.c); ir_window_of gives them to other parts. */
+kiln_status ir_nn_conv_window(const ir_node *n, const ir_tensor *in, int32_t n_in, nn_window *w);
+kiln_status ir_nn_pool_window(const ir_node *n, const ir_tensor *x, bool is_max, nn_window *w);
 /* "3x3" for the first `count` values of `v`. Returns buf. */
 char *ir_nn_ints_str(const int64_t *v, int32_t count, char *buf, size_t size);
 /* KILN_ERR_UNSUPPORTED unless `t` is f32; `what` names the input. */

@@ -63,6 +63,11 @@ static kiln_status pool_geometry(const ir_node *n, const ir_tensor *x, bool is_m
     return ir_nn_window_forward(n, w, ceil_mode);
 }
 
+kiln_status ir_nn_pool_window(const ir_node *n, const ir_tensor *x, bool is_max, nn_window *w)
+{
+    return pool_geometry(n, x, is_max, w);
+}
+
 static void pool_out_shape(const ir_tensor *x, const nn_window *w, kiln_dims *o)
 {
     o->rank = x->shape.rank;

@@ -274,7 +274,7 @@ kiln_status onnx_tensor_scalar(onnx_ctx *c, const Onnx__TensorProto *t, const ch
         kiln_free(owned);
         return kiln_error(KILN_ERR_PARSE, "%s: %s must hold one value", c->source, what);
     }
-    ir_tensor tmp = {*dtype, shape, (void *)data};
+    ir_tensor tmp = {*dtype, shape, (void *)data, IR_LAYOUT_PLAIN};
     *value = ir_tensor_get(&tmp, 0);
     kiln_free(owned);
     return KILN_OK;

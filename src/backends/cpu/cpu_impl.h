@@ -1,0 +1,27 @@
+/* cpu_impl.h - private to the CPU backend: the blocked reference kernels of ref_nchwc.c and
+ * the rule that says which of a layer's tensors they take blocked. */
+#ifndef KILN_CPU_IMPL_H
+#define KILN_CPU_IMPL_H
+
+#include "backends/backend.h"
+
+/* The blocked reference kernels, one per op, each named "ref_nchwc" (any block: the
+ * tensors' layouts say which). */
+extern const backend_kernel cpu_nchwc_kernels[];
+extern const int32_t cpu_nchwc_kernel_count;
+
+/* Whether a blocked reference kernel runs layer `n` with its activations in layout `l`
+ * (a blocked one); if so fills the layout of every input and output slot: `l` for the
+ * data (X, Z, the per-channel operand of Add and Mul), plain for weights and biases.
+ * The builder's hook and the kernels' `applies` both use it, so they cannot disagree. */
+bool cpu_nchwc_layouts(const ir_node *n, const ir_tensor *in, int32_t n_in, const ir_tensor *out,
+                       int32_t n_out, ir_layout l, ir_layout *lin, ir_layout *lout);
+
+/* Whether the layouts of the tensors are exactly lin / lout (absent inputs aside). */
+bool cpu_layouts_are(const ir_tensor *in, int32_t n_in, const ir_tensor *out, int32_t n_out,
+                     const ir_layout *lin, const ir_layout *lout);
+
+/* Most inputs a layer run with blocked tensors may have (variadic ops beyond it stay plain). */
+#define CPU_MAX_BLOCKED_IN 16
+
+#endif
