@@ -329,9 +329,7 @@ static void print_summary(const build_opts *o, int32_t net_layers, const kiln_en
     fprintf(stderr, "  plan         %s (%zu bytes)\n", cli_bytes_str(plan, d, sizeof d), plan);
     if (cli_engine_is_dynamic(e)) {
         int32_t np = kiln_engine_num_profiles(e);
-        fprintf(stderr,
-                "  profiles     %d (memory planned for the largest shapes)\n",
-                (int)np);
+        fprintf(stderr, "  profiles     %d (memory planned for the largest shapes)\n", (int)np);
         cli_print_profiles(stderr, e, "    ");
     }
 }
