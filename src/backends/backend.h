@@ -8,6 +8,10 @@
 /* What a kernel gets besides its tensors at run time. */
 typedef struct backend_exec {
     int32_t threads;
+    const void *data;     /* the layer's prepared data (the kernel's `prepare`), NULL if none */
+    uint64_t data_bytes;  /* 64-byte aligned in the plan */
+    void *scratch;        /* the context's scratch: at least the kernel's `scratch` bytes for */
+    size_t scratch_bytes; /* this layer and thread count, 64-byte aligned; NULL when 0 */
 } backend_exec;
 
 typedef kiln_status (*backend_kernel_fn)(const ir_node *n, const ir_tensor *in, int32_t n_in,
@@ -21,6 +25,19 @@ typedef struct backend_kernel {
     bool (*applies)(const ir_node *n, const ir_tensor *in, int32_t n_in, const ir_tensor *out,
                     int32_t n_out);
     backend_kernel_fn run;
+    /* Optional, at build time: data the kernel keeps in the plan for this layer, made from
+     * its constant inputs (in[k].data is set for those), e.g. weights packed for the
+     * micro-kernel; appended to `data`. The same layer gives the same bytes. */
+    kiln_status (*prepare)(const ir_node *n, const ir_tensor *in, int32_t n_in,
+                           const ir_tensor *out, int32_t n_out, kiln_buf *data);
+    /* With `prepare`, at load time: whether `data` is what prepare makes for this layer's
+     * shapes and attributes (its size and header; plans are untrusted). */
+    bool (*data_ok)(const ir_node *n, const ir_tensor *in, int32_t n_in, const ir_tensor *out,
+                    int32_t n_out, const void *data, uint64_t bytes);
+    /* Optional: scratch bytes a run of this layer needs with `threads` threads, for the
+     * tensors' shapes given (a dynamic engine's largest). */
+    size_t (*scratch)(const ir_node *n, const ir_tensor *in, int32_t n_in, const ir_tensor *out,
+                      int32_t n_out, int32_t threads);
 } backend_kernel;
 
 /* The layouts a layer wants its tensors in (docs/ARCHITECTURE.md, "Layouts"). in[k].layout

@@ -20,8 +20,9 @@ static bool pass_disabled(const char *name, const void *user)
 
 /* Fills the plan description from the optimized graph. Arrays live in `a`. */
 static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const build_profiles *prof,
-                            const int32_t *order, int32_t n_order, const uint64_t *offsets,
-                            kiln_arena *a, plan_desc *d)
+                            const int32_t *order, int32_t n_order, const backend_kernel **chosen,
+                            const int32_t *kdata, const uint64_t *offsets, kiln_arena *a,
+                            plan_desc *d)
 {
     int32_t *tid = kiln_arena_alloc(a, sizeof(int32_t) * (size_t)(g->n_values + 1));
     if (!tid) return KILN_ERR_OUT_OF_MEMORY;
@@ -34,6 +35,7 @@ static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const bui
         for (int32_t k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0) used[n->in[k]] = 1;
         for (int32_t k = 0; k < n->n_out; k++) used[n->out[k]] = 1;
+        if (kdata[order[s]] >= 0) used[kdata[order[s]]] = 1;
     }
     for (int32_t i = 0; i < g->n_inputs; i++) used[g->inputs[i]] = 1;
     for (int32_t i = 0; i < g->n_outputs; i++) used[g->outputs[i]] = 1;
@@ -71,35 +73,19 @@ static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const bui
     d->n_layers = n_order;
     d->layers = kiln_arena_alloc(a, sizeof(plan_layer) * (size_t)(n_order + 1));
     if (!d->layers) return KILN_ERR_OUT_OF_MEMORY;
-    const kiln_backend *be = backend_cpu();
     for (int32_t s = 0; s < n_order; s++) {
         const ir_node *n = &g->nodes[order[s]];
         plan_layer *l = &d->layers[s];
         l->node = *n;
         l->node.in = kiln_arena_alloc(a, sizeof(int32_t) * (size_t)(n->n_in + 1));
         l->node.out = kiln_arena_alloc(a, sizeof(int32_t) * (size_t)(n->n_out + 1));
-        ir_tensor *tin = kiln_arena_alloc(a, sizeof(ir_tensor) * (size_t)(n->n_in + 1));
-        ir_tensor *tout = kiln_arena_alloc(a, sizeof(ir_tensor) * (size_t)(n->n_out + 1));
-        if (!l->node.in || !l->node.out || !tin || !tout) return KILN_ERR_OUT_OF_MEMORY;
-        for (int32_t k = 0; k < n->n_in; k++) {
-            l->node.in[k] = n->in[k] < 0 ? -1 : tid[n->in[k]];
-            if (n->in[k] < 0) continue;
-            const ir_value *v = &g->values[n->in[k]];
-            tin[k] = (ir_tensor){v->dtype, v->shape, (void *)v->data, v->layout};
-        }
-        for (int32_t k = 0; k < n->n_out; k++) {
-            const ir_value *v = &g->values[n->out[k]];
-            l->node.out[k] = tid[n->out[k]];
-            tout[k] = (ir_tensor){v->dtype, v->shape, NULL, v->layout};
-        }
-        const backend_kernel *cands[16];
-        int32_t nc = be->candidates(n, tin, n->n_in, tout, n->n_out, cands, 16);
-        if (nc == 0)
-            return ir_node_error(n, KILN_ERR_UNSUPPORTED, "no %s kernel runs this layer", be->name);
-        /* Tactic timing arrives with the fast kernels; until then the first candidate. */
-        l->k = cands[0];
-        l->kernel = cands[0]->name;
-        d->features |= cands[0]->features;
+        if (!l->node.in || !l->node.out) return KILN_ERR_OUT_OF_MEMORY;
+        for (int32_t k = 0; k < n->n_in; k++) l->node.in[k] = n->in[k] < 0 ? -1 : tid[n->in[k]];
+        for (int32_t k = 0; k < n->n_out; k++) l->node.out[k] = tid[n->out[k]];
+        l->k = chosen[order[s]];
+        l->kernel = l->k->name;
+        l->data = kdata[order[s]] >= 0 ? tid[kdata[order[s]]] : -1;
+        d->features |= l->k->features;
     }
     d->n_inputs = g->n_inputs;
     d->n_outputs = g->n_outputs;
@@ -136,7 +122,8 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
     kiln_buf buf;
     memset(&buf, 0, sizeof buf);
     kiln_arena_init(&a);
-    int32_t *order = NULL, n_order = 0, folded = 0;
+    int32_t *order = NULL, n_order = 0, folded = 0, *kdata = NULL;
+    const backend_kernel **chosen = NULL;
     uint64_t *offsets = NULL;
     plan_desc d;
     memset(&d, 0, sizeof d);
@@ -161,14 +148,18 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
     KILN_CHECK(build_layout(&g, backend_cpu(), &layouts));
 
     KILN_CHECK(kiln_alloc_checked((void **)&order, (size_t)g.n_nodes + 1, sizeof *order, "build"));
+    KILN_CHECK(ir_graph_topo_order(&g, order, &n_order));
+    KILN_CHECK(
+        kiln_alloc_checked((void **)&chosen, (size_t)g.n_nodes + 1, sizeof *chosen, "build"));
+    KILN_CHECK(kiln_alloc_checked((void **)&kdata, (size_t)g.n_nodes + 1, sizeof *kdata, "build"));
+    KILN_CHECK(build_choose_kernels(&g, backend_cpu(), order, n_order, chosen, kdata));
     KILN_CHECK(
         kiln_alloc_checked((void **)&offsets, (size_t)g.n_values + 1, sizeof *offsets, "build"));
-    KILN_CHECK(ir_graph_topo_order(&g, order, &n_order));
     build_memplan_result mp;
     KILN_CHECK(build_memplan(&g, order, n_order, offsets, &mp));
     d.arena_bytes = mp.arena_bytes;
     d.activation_bytes = mp.activation_bytes;
-    KILN_CHECK(describe(&g, cfg, &prof, order, n_order, offsets, &a, &d));
+    KILN_CHECK(describe(&g, cfg, &prof, order, n_order, chosen, kdata, offsets, &a, &d));
 
     char info[256];
     snprintf(info, sizeof info,
@@ -211,6 +202,8 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
 fail:
     kiln_log_set_cap(old_cap);
     kiln_free(order);
+    kiln_free(chosen);
+    kiln_free(kdata);
     kiln_free(offsets);
     kiln_buf_free(&buf);
     kiln_arena_free(&a);

@@ -65,6 +65,15 @@ typedef struct build_memplan_result {
 kiln_status build_memplan(const ir_graph *g, const int32_t *order, int32_t n_order,
                           uint64_t *offsets, build_memplan_result *result);
 
+struct kiln_backend;
+struct backend_kernel;
+/* The kernel of each live layer (chosen[node]) among the backend's candidates, and the value
+ * holding the data it keeps in the plan (data[node], a u8 constant added to the graph; -1
+ * for none). Both arrays are indexed by node id. */
+kiln_status build_choose_kernels(ir_graph *g, const struct kiln_backend *be, const int32_t *order,
+                                 int32_t n_order, const struct backend_kernel **chosen,
+                                 int32_t *data);
+
 /* Bytes a value occupies: dtype size x the elements of its storage (a blocked layout pads
  * the channels up to its block). */
 uint64_t build_value_bytes(const ir_value *v);

@@ -13,6 +13,9 @@ struct kiln_context {
     void **bound;        /* per engine tensor: the caller's buffer for I/O tensors */
     ir_tensor *in, *out; /* scratch for one layer's tensor lists */
     int32_t threads;
+    void *scratch; /* kernels' scratch: the most any layer needs with scratch_threads */
+    size_t scratch_bytes;
+    int32_t scratch_threads;
     int32_t profile;
     bool stale; /* input shapes changed since the other tensors' shapes were inferred */
 };
@@ -57,6 +60,48 @@ static void select_profile(kiln_context *c, int32_t p)
     }
 }
 
+static int32_t effective_threads(const kiln_context *c)
+{
+    return c->threads ? c->threads : kiln_cpu_threads();
+}
+
+/* Sizes the kernels' scratch for `threads` threads: the most any layer needs at the
+ * engine's recorded (largest) shapes. Allocated when the context is made or given more
+ * threads, never during a run. */
+static kiln_status size_scratch(kiln_context *c, int32_t threads)
+{
+    const plan_desc *d = &c->e->d;
+    size_t need = 0;
+    for (int32_t i = 0; i < d->n_layers; i++) {
+        const plan_layer *l = &d->layers[i];
+        if (!l->k->scratch) continue;
+        const ir_node *n = &l->node;
+        for (int32_t k = 0; k < n->n_in; k++) {
+            memset(&c->in[k], 0, sizeof c->in[k]);
+            if (n->in[k] < 0) continue;
+            const plan_tensor *t = &d->tensors[n->in[k]];
+            c->in[k] = (ir_tensor){t->dtype, t->shape, (void *)t->data, t->layout};
+        }
+        for (int32_t k = 0; k < n->n_out; k++) {
+            const plan_tensor *t = &d->tensors[n->out[k]];
+            c->out[k] = (ir_tensor){t->dtype, t->shape, NULL, t->layout};
+        }
+        size_t b = l->k->scratch(n, c->in, n->n_in, c->out, n->n_out, threads);
+        if (b > need) need = b;
+    }
+    if (need > c->scratch_bytes) {
+        void *p = kiln_aligned_alloc(need, PLAN_ALIGN);
+        if (!p)
+            return kiln_error(KILN_ERR_OUT_OF_MEMORY,
+                              "out of memory allocating %zu bytes of kernel scratch", need);
+        kiln_aligned_free(c->scratch);
+        c->scratch = p;
+        c->scratch_bytes = need;
+    }
+    c->scratch_threads = threads;
+    return KILN_OK;
+}
+
 static kiln_status context_new(kiln_engine *e, bool with_memory, kiln_context **out)
 {
     if (!e || !out)
@@ -93,6 +138,7 @@ static kiln_status context_new(kiln_engine *e, bool with_memory, kiln_context **
     }
     place_activations(c);
     select_profile(c, 0);
+    KILN_CHECK(size_scratch(c, effective_threads(c)));
     *out = c;
     return KILN_OK;
 fail:
@@ -151,6 +197,7 @@ void kiln_context_destroy(kiln_context *c)
 {
     if (!c) return;
     if (c->own_arena) kiln_aligned_free(c->arena);
+    kiln_aligned_free(c->scratch);
     kiln_free(c->tensors);
     kiln_free(c->bound);
     kiln_free(c->in);
@@ -307,7 +354,13 @@ kiln_status kiln_context_set_threads(kiln_context *c, int32_t threads)
     if (!c) return kiln_error(KILN_ERR_INVALID_ARGUMENT, "context is NULL");
     if (threads < 0 || threads > 1024)
         return kiln_error(KILN_ERR_INVALID_ARGUMENT, "thread count %d is outside 0..1024", threads);
+    int32_t old = c->threads;
     c->threads = threads ? threads : c->e->d.threads;
+    if (effective_threads(c) > c->scratch_threads) {
+        kiln_status st = size_scratch(c, effective_threads(c));
+        if (st) c->threads = old;
+        return st;
+    }
     return KILN_OK;
 }
 
@@ -325,11 +378,14 @@ kiln_status kiln_context_run(kiln_context *c)
                               i < d->n_inputs ? "input" : "output", d->tensors[t].name);
     }
     if (c->stale) KILN_TRY(infer_shapes(c));
-    backend_exec x = {.threads = c->threads ? c->threads : kiln_cpu_threads()};
+    backend_exec x = {
+        .threads = effective_threads(c), .scratch = c->scratch, .scratch_bytes = c->scratch_bytes};
     for (int32_t i = 0; i < d->n_layers; i++) {
         const plan_layer *l = &d->layers[i];
         const ir_node *n = &l->node;
         gather(c, n);
+        x.data = l->data >= 0 ? d->tensors[l->data].data : NULL;
+        x.data_bytes = l->data >= 0 ? d->tensors[l->data].nbytes : 0;
         kiln_status st = l->k->run(n, c->in, n->n_in, c->out, n->n_out, &x);
         if (st) return kiln_error_prefix(st, "running layer %d: ", i);
     }

@@ -47,6 +47,7 @@ typedef struct plan_layer {
     ir_node node;       /* in/out hold tensor indices (-1: absent optional input) */
     const char *kernel; /* the backend kernel's name */
     const backend_kernel *k;
+    int32_t data; /* the constant tensor holding the kernel's prepared data; -1: none */
 } plan_layer;
 
 typedef struct plan_desc {

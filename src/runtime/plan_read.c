@@ -259,7 +259,7 @@ static kiln_status read_layers(const sections *s, kiln_arena *a, plan_desc *d)
         uint32_t prec = kiln_reader_u32(&r), n_in = kiln_reader_u32(&r),
                  n_out = kiln_reader_u32(&r);
         uint32_t n_attrs = kiln_reader_u32(&r);
-        kiln_reader_u32(&r);
+        l->data = (int32_t)kiln_reader_u32(&r) - 1; /* checked with the data flow */
         if (r.failed) return CORRUPT("layer #%u runs past the section", i);
         const char *opname = NULL;
         KILN_TRY(get_str(s, name, "layer name", &nd->name));
@@ -501,6 +501,22 @@ static kiln_status check_dataflow(plan_desc *d, kiln_arena *arena)
             st = CORRUPT("layer '%s' (%s): kernel '%s' does not run it with these tensors (%s)",
                          n->name, n->op->name, d->layers[i].kernel, what);
             goto fail;
+        }
+        /* Prepared data: a u8 constant of the shape the kernel expects, given exactly when
+         * the kernel prepares some. */
+        int32_t dt = d->layers[i].data;
+        if (dt >= 0 || kern->prepare) {
+            const plan_tensor *t = dt >= 0 && dt < d->n_tensors ? &d->tensors[dt] : NULL;
+            if (!t || !kern->prepare || !kern->data_ok || !(t->flags & PLAN_T_CONSTANT) ||
+                t->dtype != KILN_DTYPE_U8 || t->shape.rank != 1 ||
+                !kern->data_ok(n, in, n->n_in, out, n->n_out, t->data, t->nbytes)) {
+                st = CORRUPT("layer '%s' (%s): kernel '%s' %s", n->name, n->op->name,
+                             d->layers[i].kernel,
+                             !kern->prepare ? "keeps no prepared data, but the layer names some"
+                             : !t           ? "needs its prepared data, which the layer lacks"
+                                            : "does not accept the prepared data given");
+                goto fail;
+            }
         }
         if (!(n->n_out > 0 && shapes && (all_known || (n->op->flags & IR_OP_SHAPE_ONLY)))) continue;
         /* A shape layer: evaluated now, so the inference of the layers reading it sees its

@@ -63,7 +63,7 @@ static kiln_status write_layers(const plan_desc *d, strtab *st, kiln_buf *b)
         kiln_buf_u32(b, (uint32_t)n->n_in);
         kiln_buf_u32(b, (uint32_t)n->n_out);
         kiln_buf_u32(b, (uint32_t)n->n_attrs);
-        kiln_buf_u32(b, 0);
+        kiln_buf_u32(b, (uint32_t)(l->data + 1)); /* 0: no prepared data */
         for (int32_t k = 0; k < n->n_in; k++) kiln_buf_u32(b, (uint32_t)n->in[k]);
         for (int32_t k = 0; k < n->n_out; k++) kiln_buf_u32(b, (uint32_t)n->out[k]);
         kiln_buf_align(b, 8);

@@ -294,7 +294,7 @@ static void check_blocked(klayer *k, ir_layout l)
     assert_true(backend_cpu()->candidates(n, bin, n->n_in, &bout, 1, cands, 8) >= 1);
     assert_ptr_equal(cands[0], kern);
     assert_false(kern->applies(n, pin, n->n_in, &pout, 1)); /* plain tensors: not this one */
-    assert_int_equal(kern->run(n, bin, n->n_in, &bout, 1, &(backend_exec){1}), KILN_OK);
+    assert_int_equal(kern->run(n, bin, n->n_in, &bout, 1, &(backend_exec){.threads = 1}), KILN_OK);
     assert_int_equal(n->op->eval(n, pin, n->n_in, &pout, 1), KILN_OK);
     int64_t nb, c, sp, bk = ir_layout_block(l), count = ir_tensor_count(&pout);
     ncs(&bout.shape, &nb, &c, &sp);
@@ -541,7 +541,7 @@ static void test_blocked_elementwise_kernel(void **state)
     ir_tensor plain_in = in;
     plain_in.layout = IR_LAYOUT_PLAIN;
     assert_false(k->applies(&n, &plain_in, 1, &out, 1)); /* layouts must agree */
-    assert_int_equal(k->run(&n, &in, 1, &out, 1, &(backend_exec){1}), KILN_OK);
+    assert_int_equal(k->run(&n, &in, 1, &out, 1, &(backend_exec){.threads = 1}), KILN_OK);
     for (int i = 0; i < 32; i++) {
         int ch = i % 8, pos = i / 8;
         float want = ch < 5 ? 1.0f / (1.0f + expf(-x[ch * 4 + pos])) : 0.0f;

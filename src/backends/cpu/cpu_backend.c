@@ -96,8 +96,8 @@ static kiln_status run_blocked(const ir_node *n, const ir_tensor *in, int32_t n_
 }
 
 static const backend_kernel g_kernels[] = {
-    {"ref", NULL, 0, ref_applies, run_reference},
-    {"ref_blocked", NULL, 0, blocked_applies, run_blocked},
+    {.name = "ref", .applies = ref_applies, .run = run_reference},
+    {.name = "ref_blocked", .applies = blocked_applies, .run = run_blocked},
 };
 
 #define N_KERNELS ((int32_t)(sizeof g_kernels / sizeof *g_kernels))

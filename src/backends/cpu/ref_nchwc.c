@@ -322,13 +322,16 @@ static bool nchwc_applies(const ir_node *n, const ir_tensor *in, int32_t n_in, c
 }
 
 const backend_kernel cpu_nchwc_kernels[] = {
-    {"ref_nchwc", "Conv", 0, nchwc_applies, run_conv},
-    {"ref_nchwc", "kiln.Conv", 0, nchwc_applies, run_conv},
-    {"ref_nchwc", "MaxPool", 0, nchwc_applies, run_pool},
-    {"ref_nchwc", "AveragePool", 0, nchwc_applies, run_pool},
-    {"ref_nchwc", "GlobalAveragePool", 0, nchwc_applies, run_global_pool},
-    {"ref_nchwc", "GlobalMaxPool", 0, nchwc_applies, run_global_pool},
-    {"ref_nchwc", "Add", 0, nchwc_applies, run_channel_binary},
-    {"ref_nchwc", "Mul", 0, nchwc_applies, run_channel_binary},
+    {.name = "ref_nchwc", .op = "Conv", .applies = nchwc_applies, .run = run_conv},
+    {.name = "ref_nchwc", .op = "kiln.Conv", .applies = nchwc_applies, .run = run_conv},
+    {.name = "ref_nchwc", .op = "MaxPool", .applies = nchwc_applies, .run = run_pool},
+    {.name = "ref_nchwc", .op = "AveragePool", .applies = nchwc_applies, .run = run_pool},
+    {.name = "ref_nchwc",
+     .op = "GlobalAveragePool",
+     .applies = nchwc_applies,
+     .run = run_global_pool},
+    {.name = "ref_nchwc", .op = "GlobalMaxPool", .applies = nchwc_applies, .run = run_global_pool},
+    {.name = "ref_nchwc", .op = "Add", .applies = nchwc_applies, .run = run_channel_binary},
+    {.name = "ref_nchwc", .op = "Mul", .applies = nchwc_applies, .run = run_channel_binary},
 };
 const int32_t cpu_nchwc_kernel_count = sizeof cpu_nchwc_kernels / sizeof *cpu_nchwc_kernels;
