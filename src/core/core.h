@@ -171,8 +171,12 @@ enum {
 };
 
 /* Features of this CPU, limited by the KILN_ISA environment variable when set
- * ("portable", "avx2", "avx512"), so tests can force each path. */
+ * ("portable" or "generic": none; "avx2": no AVX-512; "avx512": all detected), so tests
+ * and users can force each path. Not cached: each call reads KILN_ISA again. */
 uint64_t kiln_cpu_features(void);
+/* What the hardware runs, KILN_ISA ignored (detected once, cheap): the check before running
+ * ISA-specific code, which KILN_ISA only steers away from. */
+uint64_t kiln_cpu_features_hw(void);
 /* Writes names of the feature bits ("avx2 fma"), "none" when empty. */
 void kiln_cpu_features_str(uint64_t f, char *buf, size_t n);
 /* Hardware threads available to this process. */

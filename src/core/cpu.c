@@ -1,4 +1,5 @@
 /* cpu.c - CPU feature detection at run time (cpuid + xgetbv), limited by KILN_ISA. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +43,29 @@ static uint64_t detect(void)
 static uint64_t detect(void) { return 0; }
 #endif
 
+/* Detected once: cpuid is slow under a hypervisor (it traps), and kernels check this before
+ * running ISA code. Bit 63 marks "detected"; racing first calls store the same value. */
+static _Atomic uint64_t g_hw;
+
+uint64_t kiln_cpu_features_hw(void)
+{
+    uint64_t f = atomic_load_explicit(&g_hw, memory_order_relaxed);
+    if (!f) {
+        f = detect() | (1ull << 63);
+        atomic_store_explicit(&g_hw, f, memory_order_relaxed);
+    }
+    return f & ~(1ull << 63);
+}
+
 uint64_t kiln_cpu_features(void)
 {
-    uint64_t f = detect();
+    uint64_t f = kiln_cpu_features_hw();
+    /* KILN_ISA forces a kernel path down (never up): "portable" (or "generic") hides every
+     * feature, "avx2" hides AVX-512, "avx512" keeps all that was detected. Read on every
+     * call, not cached, so tests can switch paths with setenv. */
     const char *isa = getenv("KILN_ISA");
     if (isa && *isa) {
-        if (strcmp(isa, "portable") == 0)
+        if (strcmp(isa, "portable") == 0 || strcmp(isa, "generic") == 0)
             f = 0;
         else if (strcmp(isa, "avx2") == 0)
             f &= KILN_CPU_SSE42 | KILN_CPU_AVX2 | KILN_CPU_FMA | KILN_CPU_F16C;

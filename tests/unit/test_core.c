@@ -149,8 +149,14 @@ static void test_cpu_features(void **state)
     assert_true(strlen(buf) > 0);
     setenv("KILN_ISA", "portable", 1);
     assert_int_equal(kiln_cpu_features(), 0);
+    setenv("KILN_ISA", "generic", 1);
+    assert_int_equal(kiln_cpu_features(), 0);
     setenv("KILN_ISA", "avx2", 1);
     assert_int_equal(kiln_cpu_features() & KILN_CPU_AVX512F, 0);
+    assert_int_equal(kiln_cpu_features(),
+                     f & (KILN_CPU_SSE42 | KILN_CPU_AVX2 | KILN_CPU_FMA | KILN_CPU_F16C));
+    setenv("KILN_ISA", "avx512", 1);
+    assert_int_equal(kiln_cpu_features(), f);
     unsetenv("KILN_ISA");
     assert_true(kiln_cpu_threads() >= 1);
 }

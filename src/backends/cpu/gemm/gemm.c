@@ -1,0 +1,547 @@
+/* gemm.c - the GEMM driver: path choice, the packed-operand format, argument checks, the
+ * split of C among threads and the cache-blocked loops around the ISA files' micro-kernels
+ * (Goto's order: N blocks, K blocks with B packed, M blocks with A packed, then tiles). */
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "backends/cpu/gemm/gemm_impl.h"
+
+/* Below this many flops one thread finishes in ~10 us, about what waking a second one
+ * costs; measured with bench_gemm (docs/ARCHITECTURE.md, "GEMM"). */
+#define GEMM_PARALLEL_MIN_FLOPS ((int64_t)1 << 21)
+/* Narrow N: at most this many columns go through the nkernel instead of NR-wide tiles. */
+#define GEMM_NARROW_N 4
+
+/* ---- paths ---- */
+
+static const gemm_kernel *kernel_of(gemm_isa isa)
+{
+    switch (isa) {
+    case GEMM_ISA_GENERIC: return &gemm_f32_4x16_generic;
+#if defined(__x86_64__)
+    case GEMM_ISA_AVX2: return &gemm_f32_6x16_avx2;
+    case GEMM_ISA_AVX512: return &gemm_f32_14x32_avx512;
+#else
+    case GEMM_ISA_AVX2:
+    case GEMM_ISA_AVX512: return NULL;
+#endif
+    }
+    return NULL;
+}
+
+uint64_t gemm_isa_features(gemm_isa isa)
+{
+    switch (isa) {
+    case GEMM_ISA_GENERIC: return 0;
+    case GEMM_ISA_AVX2: return KILN_CPU_AVX2 | KILN_CPU_FMA;
+    /* every AVX-512 CPU has AVX2 and FMA; the file is built with them too */
+    case GEMM_ISA_AVX512: return KILN_CPU_AVX512F | KILN_CPU_AVX2 | KILN_CPU_FMA;
+    }
+    return 0;
+}
+
+bool gemm_isa_supported(gemm_isa isa, uint64_t cpu_features)
+{
+    const uint64_t need = gemm_isa_features(isa);
+    return kernel_of(isa) != NULL && (need & ~cpu_features) == 0;
+}
+
+gemm_isa gemm_isa_best(uint64_t cpu_features)
+{
+    if (gemm_isa_supported(GEMM_ISA_AVX512, cpu_features)) return GEMM_ISA_AVX512;
+    if (gemm_isa_supported(GEMM_ISA_AVX2, cpu_features)) return GEMM_ISA_AVX2;
+    return GEMM_ISA_GENERIC;
+}
+
+const char *gemm_isa_name(gemm_isa isa)
+{
+    switch (isa) {
+    case GEMM_ISA_GENERIC: return "generic";
+    case GEMM_ISA_AVX2: return "avx2";
+    case GEMM_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+bool gemm_isa_tile(gemm_isa isa, int32_t *mr, int32_t *nr)
+{
+    const gemm_kernel *kr = kernel_of(isa);
+    if (!kr) return false;
+    *mr = kr->mr;
+    *nr = kr->nr;
+    return true;
+}
+
+/* ---- the packed format ---- */
+
+/* Header, 64 bytes, little-endian (kiln builds only for little-endian hosts):
+ *    0 u32 magic "KGPK"    4 u32 format version   8 u32 isa   12 u32 operand (1 A, 2 B)
+ *   16 u32 panel width    20 u32 zero            24 i64 rows  32 i64 cols
+ *   40 u64 payload bytes  48..63 zero
+ * Payload: ceil(W / panel) panels, W = M for A, N for B; panel p holds K groups of `panel`
+ * floats: A (i, k) at p = i / mr, [k * mr + i % mr]; B (k, j) at p = j / nr,
+ * [k * nr + j % nr]; lanes past M (N) are 0. */
+#define PACK_MAGIC   0x4b50474bu /* "KGPK" */
+#define PACK_VERSION 1u
+#define PACK_HEADER  64
+
+static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Payload floats of `w` lines (rows of A, columns of B) by k in panels of `panel`; false on
+ * overflow. */
+static bool payload_floats(int64_t w, int64_t k, int32_t panel, uint64_t *out)
+{
+    if (w < 0 || k < 0) return false;
+    const uint64_t panels = ((uint64_t)w + (uint64_t)panel - 1) / (uint64_t)panel;
+    const uint64_t per = (uint64_t)k * (uint64_t)panel;
+    if (per && panels > (UINT64_MAX / 4 - PACK_HEADER) / per) return false;
+    *out = panels * per;
+    return *out <= (SIZE_MAX - PACK_HEADER) / sizeof(float);
+}
+
+static size_t pack_bytes(gemm_isa isa, gemm_operand which, int64_t w, int64_t k)
+{
+    const gemm_kernel *kr = kernel_of(isa);
+    uint64_t floats;
+    if (!kr || !payload_floats(w, k, which == GEMM_OPERAND_A ? kr->mr : kr->nr, &floats)) return 0;
+    return PACK_HEADER + (size_t)floats * sizeof(float);
+}
+
+size_t gemm_pack_a_bytes(gemm_isa isa, int64_t m, int64_t k)
+{
+    return pack_bytes(isa, GEMM_OPERAND_A, m, k);
+}
+
+size_t gemm_pack_b_bytes(gemm_isa isa, int64_t k, int64_t n)
+{
+    return pack_bytes(isa, GEMM_OPERAND_B, n, k);
+}
+
+static const float *packed_data(const void *p)
+{
+    return (const float *)(const void *)((const uint8_t *)p + PACK_HEADER);
+}
+
+/* `rows` x `cols` of the matrix as given (after any transpose), row stride ld. */
+static kiln_status check_matrix(const char *what, const float *p, int64_t rows, int64_t cols,
+                                int64_t ld)
+{
+    if (rows < 0 || cols < 0)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: %s has negative dims %lld x %lld", what,
+                          (long long)rows, (long long)cols);
+    if (ld < (cols > 1 ? cols : 1))
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT,
+                          "gemm: %s row stride %lld is below its row length %lld", what,
+                          (long long)ld, (long long)cols);
+    if (!p && rows > 0 && cols > 0)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: %s is NULL", what);
+    return KILN_OK;
+}
+
+static kiln_status pack_operand(gemm_isa isa, gemm_operand which, int64_t w, int64_t k,
+                                const float *src, size_t s_k, size_t s_w, void *dst,
+                                size_t dst_bytes)
+{
+    const gemm_kernel *kr = kernel_of(isa);
+    if (!kr)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: isa %d is not built into this kiln",
+                          (int)isa);
+    const size_t need = pack_bytes(isa, which, w, k);
+    if (!need)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: packed size of %lld x %lld overflows",
+                          (long long)w, (long long)k);
+    if (!dst || dst_bytes < need)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT,
+                          "gemm: packing needs %zu bytes, the buffer has %zu", need,
+                          dst ? dst_bytes : 0);
+    const int32_t panel = which == GEMM_OPERAND_A ? kr->mr : kr->nr;
+    uint8_t *h = dst;
+    memset(h, 0, PACK_HEADER);
+    put_u32(h + 0, PACK_MAGIC);
+    put_u32(h + 4, PACK_VERSION);
+    put_u32(h + 8, (uint32_t)isa);
+    put_u32(h + 12, (uint32_t)which);
+    put_u32(h + 16, (uint32_t)panel);
+    put_u64(h + 24, (uint64_t)(which == GEMM_OPERAND_A ? w : k));
+    put_u64(h + 32, (uint64_t)(which == GEMM_OPERAND_A ? k : w));
+    put_u64(h + 40, need - PACK_HEADER);
+    if (w > 0 && k > 0) {
+        gemm_pack_fn pack = kr->pack ? kr->pack : gemm_pack_generic;
+        pack((float *)(void *)(h + PACK_HEADER), src, s_k, s_w, (size_t)k, (size_t)w,
+             (size_t)panel);
+    }
+    return KILN_OK;
+}
+
+kiln_status gemm_pack_a(gemm_isa isa, int64_t m, int64_t k, const float *a, int64_t lda,
+                        bool trans_a, void *dst, size_t dst_bytes)
+{
+    KILN_TRY(
+        check_matrix(trans_a ? "A^T [K,M]" : "A [M,K]", a, trans_a ? k : m, trans_a ? m : k, lda));
+    return pack_operand(isa, GEMM_OPERAND_A, m, k, a, trans_a ? (size_t)lda : 1,
+                        trans_a ? 1 : (size_t)lda, dst, dst_bytes);
+}
+
+kiln_status gemm_pack_b(gemm_isa isa, int64_t k, int64_t n, const float *b, int64_t ldb,
+                        bool trans_b, void *dst, size_t dst_bytes)
+{
+    KILN_TRY(
+        check_matrix(trans_b ? "B^T [N,K]" : "B [K,N]", b, trans_b ? n : k, trans_b ? k : n, ldb));
+    return pack_operand(isa, GEMM_OPERAND_B, n, k, b, trans_b ? 1 : (size_t)ldb,
+                        trans_b ? (size_t)ldb : 1, dst, dst_bytes);
+}
+
+kiln_status gemm_packed_check(const void *p, size_t bytes, gemm_isa isa, gemm_operand which,
+                              int64_t rows, int64_t cols)
+{
+    const char *name = which == GEMM_OPERAND_A ? "A" : "B";
+    if (!p || bytes < PACK_HEADER)
+        return kiln_error(KILN_ERR_CORRUPT_PLAN, "packed %s: %zu bytes, smaller than its header",
+                          name, p ? bytes : 0);
+    const uint8_t *h = p;
+    if (get_u32(h) != PACK_MAGIC)
+        return kiln_error(KILN_ERR_CORRUPT_PLAN, "packed %s: bad magic 0x%08x", name, get_u32(h));
+    if (get_u32(h + 4) != PACK_VERSION)
+        return kiln_error(KILN_ERR_CORRUPT_PLAN, "packed %s: format version %u, expected %u", name,
+                          get_u32(h + 4), PACK_VERSION);
+    if (get_u32(h + 8) != (uint32_t)isa)
+        return kiln_error(KILN_ERR_CORRUPT_PLAN, "packed %s: packed for isa %u (%s), expected %s",
+                          name, get_u32(h + 8), gemm_isa_name((gemm_isa)get_u32(h + 8)),
+                          gemm_isa_name(isa));
+    if (get_u32(h + 12) != (uint32_t)which)
+        return kiln_error(KILN_ERR_CORRUPT_PLAN, "packed %s: holds operand %u", name,
+                          get_u32(h + 12));
+    for (size_t i = 20; i < PACK_HEADER; i = i == 23 ? 48 : i + 1)
+        if (h[i])
+            return kiln_error(KILN_ERR_CORRUPT_PLAN, "packed %s: reserved header byte %zu is %u",
+                              name, i, h[i]);
+    const gemm_kernel *kr = kernel_of(isa);
+    if (!kr)
+        return kiln_error(KILN_ERR_CORRUPT_PLAN, "packed %s: isa %s is not built into this kiln",
+                          name, gemm_isa_name(isa));
+    const uint32_t panel = (uint32_t)(which == GEMM_OPERAND_A ? kr->mr : kr->nr);
+    if (get_u32(h + 16) != panel)
+        return kiln_error(KILN_ERR_CORRUPT_PLAN, "packed %s: panel width %u, expected %u", name,
+                          get_u32(h + 16), panel);
+    if (get_u64(h + 24) != (uint64_t)rows || get_u64(h + 32) != (uint64_t)cols)
+        return kiln_error(KILN_ERR_CORRUPT_PLAN,
+                          "packed %s: holds %lld x %lld, expected %lld x %lld", name,
+                          (long long)get_u64(h + 24), (long long)get_u64(h + 32), (long long)rows,
+                          (long long)cols);
+    const size_t need = which == GEMM_OPERAND_A ? gemm_pack_a_bytes(isa, rows, cols)
+                                                : gemm_pack_b_bytes(isa, rows, cols);
+    if (!need || get_u64(h + 40) != need - PACK_HEADER || bytes < need)
+        return kiln_error(KILN_ERR_CORRUPT_PLAN,
+                          "packed %s: payload of %llu bytes in %zu, expected %zu", name,
+                          (unsigned long long)get_u64(h + 40), bytes, need);
+    return KILN_OK;
+}
+
+/* ---- the plan of one call: path, thread grid, block sizes ---- */
+
+typedef struct gemm_plan {
+    const gemm_kernel *kr;
+    size_t m, n, k;
+    size_t mtiles, ntiles; /* tiles of mr rows, nr columns (1 when narrow) */
+    bool narrow;           /* N <= GEMM_NARROW_N through the nkernel */
+    int32_t threads, tm, tn;
+    size_t kc, mc, nc;   /* block sizes used */
+    size_t slice_floats; /* scratch per thread: A block then B block, 64-byte aligned each */
+    size_t a_floats;     /* the A block's part of a slice */
+} gemm_plan;
+
+static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* Picks tm x tn = t threads over the tile grid, minimizing the largest share's cost: its
+ * FMAs plus what it packs (about one cycle per element against 32 FMA lanes a cycle). */
+static bool pick_grid(const gemm_args *g, const gemm_plan *p, int32_t t, int32_t *tm, int32_t *tn)
+{
+    const size_t mr = (size_t)p->kr->mr, nr = (size_t)p->kr->nr;
+    double best = -1;
+    for (int32_t a = 1; a <= t; a++) {
+        if (t % a) continue;
+        const size_t b = (size_t)(t / a);
+        if ((size_t)a > p->mtiles || b > p->ntiles) continue;
+        const double rows = (double)(ceil_div(p->mtiles, (size_t)a) * mr);
+        const double cols = p->narrow ? (double)p->n : (double)(ceil_div(p->ntiles, b) * nr);
+        double cost = rows * cols * (double)p->k;
+        if (!g->a_packed)
+            cost += 32.0 * rows * (double)p->k * (double)ceil_div((size_t)cols, p->nc);
+        if (!g->b_packed && !p->narrow) cost += 32.0 * cols * (double)p->k;
+        if (best < 0 || cost < best) {
+            best = cost;
+            *tm = a;
+            *tn = (int32_t)b;
+        }
+    }
+    return best >= 0;
+}
+
+/* Deterministic in (g, threads): gemm_scratch_bytes and gemm_run agree. Expects checked
+ * dims. */
+static void plan_make(const gemm_args *g, int32_t threads, gemm_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    const gemm_kernel *kr = p->kr = kernel_of(g->isa);
+    p->m = (size_t)g->m;
+    p->n = (size_t)g->n;
+    p->k = (size_t)g->k;
+    p->narrow = kr->nkernel && p->n <= GEMM_NARROW_N;
+    p->mtiles = ceil_div(p->m, (size_t)kr->mr);
+    p->ntiles = p->narrow ? 1 : ceil_div(p->n, (size_t)kr->nr);
+    /* K blocks of equal size, a multiple of 8, at most kr->kc */
+    const size_t kblocks = p->k ? ceil_div(p->k, (size_t)kr->kc) : 1;
+    p->kc = kblocks > 1 ? round_up(ceil_div(p->k, kblocks), 8) : (p->k ? p->k : 1);
+    p->mc = (size_t)kr->mc;
+    /* a packed B needs no N blocks: its panels are all there */
+    p->nc = g->b_packed || p->narrow ? round_up(p->n ? p->n : 1, (size_t)kr->nr) : (size_t)kr->nc;
+
+    p->threads = 1;
+    p->tm = p->tn = 1;
+    const double flops = 2.0 * (double)p->m * (double)p->n * (double)p->k;
+    for (int32_t t = threads; t > 1 && flops >= (double)GEMM_PARALLEL_MIN_FLOPS; t--)
+        if (pick_grid(g, p, t, &p->tm, &p->tn)) {
+            p->threads = t;
+            break;
+        }
+
+    /* the largest block any thread packs */
+    const size_t kc = min_sz(p->kc, p->k);
+    p->a_floats =
+        g->a_packed ? 0 : round_up(min_sz(p->mc, round_up(p->m, (size_t)kr->mr)) * kc, 16);
+    const size_t b_floats = g->b_packed || p->narrow
+                                ? 0
+                                : round_up(min_sz(p->nc, round_up(p->n, (size_t)kr->nr)) * kc, 16);
+    p->slice_floats = p->a_floats + b_floats;
+}
+
+static bool has_epilogue(const gemm_epilogue *ep)
+{
+    return ep->bias_kind != GEMM_BIAS_NONE || ep->residual || ep->act != GEMM_ACT_NONE;
+}
+
+/* C = 0 (or kept) then the epilogue, for K = 0. */
+static void run_k0(const gemm_args *g, const gemm_plan *p, size_t m0, size_t m1, size_t n0,
+                   size_t n1)
+{
+    for (size_t i = m0; i < m1; i++)
+        if (!g->accumulate) memset(g->c + i * (size_t)g->ldc + n0, 0, (n1 - n0) * sizeof(float));
+    if (has_epilogue(&g->ep))
+        p->kr->epilogue(g->c + m0 * (size_t)g->ldc + n0, (size_t)g->ldc, m1 - m0, n1 - n0, m0, n0,
+                        &g->ep);
+}
+
+/* The serial blocked product over C[m0:m1, n0:n1] (m0 a multiple of mr, n0 of nr), packing
+ * into sa / sb. */
+static void run_region(const gemm_args *g, const gemm_plan *p, size_t m0, size_t m1, size_t n0,
+                       size_t n1, float *sa, float *sb)
+{
+    const gemm_kernel *kr = p->kr;
+    const size_t mr = (size_t)kr->mr, nr = (size_t)kr->nr, K = p->k, ldc = (size_t)g->ldc;
+    const size_t lda = (size_t)g->lda, ldb = (size_t)g->ldb;
+    const float *ap = g->a_packed ? packed_data(g->a_packed) : NULL;
+    const float *bp = g->b_packed ? packed_data(g->b_packed) : NULL;
+    const gemm_pack_fn pack = kr->pack ? kr->pack : gemm_pack_generic;
+    const bool epi = has_epilogue(&g->ep);
+    if (K == 0) {
+        run_k0(g, p, m0, m1, n0, n1);
+        return;
+    }
+    for (size_t jc = n0; jc < n1; jc += p->nc) {
+        const size_t ncur = min_sz(p->nc, n1 - jc);
+        for (size_t pc = 0; pc < K; pc += p->kc) {
+            const size_t kcur = min_sz(p->kc, K - pc);
+            const bool acc = pc > 0 || g->accumulate, last = pc + kcur == K;
+            /* B block: kcur x ncur in panels of nr, bstride floats apart */
+            const float *bblk = NULL;
+            size_t bstride = 0;
+            if (bp) {
+                bblk = bp + (jc / nr) * K * nr + pc * nr;
+                bstride = K * nr;
+            } else if (!p->narrow) {
+                const float *src = g->trans_b ? g->b + jc * ldb + pc : g->b + pc * ldb + jc;
+                pack(sb, src, g->trans_b ? 1 : ldb, g->trans_b ? ldb : 1, kcur, ncur, nr);
+                bblk = sb;
+                bstride = kcur * nr;
+            }
+            for (size_t ic = m0; ic < m1; ic += p->mc) {
+                const size_t mcur = min_sz(p->mc, m1 - ic);
+                const float *ablk;
+                size_t astride;
+                if (ap) {
+                    ablk = ap + (ic / mr) * K * mr + pc * mr;
+                    astride = K * mr;
+                } else {
+                    const float *src = g->trans_a ? g->a + pc * lda + ic : g->a + ic * lda + pc;
+                    pack(sa, src, g->trans_a ? lda : 1, g->trans_a ? 1 : lda, kcur, mcur, mr);
+                    ablk = sa;
+                    astride = kcur * mr;
+                }
+                float *cblk = g->c + ic * ldc + jc;
+                if (p->narrow) {
+                    /* B read in place: element (k, j) at bcol[k * b_ks + j * b_js] */
+                    const float *bcol;
+                    size_t b_ks, b_js;
+                    if (bp) {
+                        bcol = bp + pc * nr;
+                        b_ks = nr;
+                        b_js = 1;
+                    } else if (g->trans_b) {
+                        bcol = g->b + pc;
+                        b_ks = 1;
+                        b_js = ldb;
+                    } else {
+                        bcol = g->b + pc * ldb;
+                        b_ks = ldb;
+                        b_js = 1;
+                    }
+                    const size_t cols = (size_t)kr->nkernel_cols;
+                    for (size_t ir = 0; ir < mcur; ir += 4 * mr) {
+                        const size_t rows = min_sz(4 * mr, mcur - ir);
+                        const size_t panels = ceil_div(rows, mr);
+                        for (size_t j = 0; j < ncur; j += cols)
+                            kr->nkernel(panels, rows - (panels - 1) * mr, min_sz(cols, ncur - j),
+                                        kcur, ablk + (ir / mr) * astride, astride, bcol + j * b_js,
+                                        b_ks, b_js, cblk + ir * ldc + j, ldc, acc);
+                    }
+                    if (last && epi) kr->epilogue(cblk, ldc, mcur, ncur, ic, jc, &g->ep);
+                    continue;
+                }
+                for (size_t jr = 0; jr < ncur; jr += nr) {
+                    const size_t nrc = min_sz(nr, ncur - jr);
+                    const float *bpanel = bblk + (jr / nr) * bstride;
+                    for (size_t ir = 0; ir < mcur; ir += mr) {
+                        const size_t mrc = min_sz(mr, mcur - ir);
+                        float *ct = cblk + ir * ldc + jr;
+                        kr->ukernel(mrc, nrc, kcur, ablk + (ir / mr) * astride, bpanel, ct, ldc,
+                                    acc);
+                        if (last && epi) kr->epilogue(ct, ldc, mrc, nrc, ic + ir, jc + jr, &g->ep);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Thread `r`'s share of the grid: whole tiles, balanced. */
+static void run_share(const gemm_args *g, const gemm_plan *p, int32_t r, float *slice)
+{
+    const size_t ti = (size_t)(r / p->tn), tj = (size_t)(r % p->tn);
+    const size_t mr = (size_t)p->kr->mr, nr = (size_t)p->kr->nr;
+    const size_t m0 = min_sz(ti * p->mtiles / (size_t)p->tm * mr, p->m);
+    const size_t m1 = min_sz((ti + 1) * p->mtiles / (size_t)p->tm * mr, p->m);
+    size_t n0 = 0, n1 = p->n;
+    if (!p->narrow) {
+        n0 = min_sz(tj * p->ntiles / (size_t)p->tn * nr, p->n);
+        n1 = min_sz((tj + 1) * p->ntiles / (size_t)p->tn * nr, p->n);
+    }
+    if (m0 < m1 && n0 < n1) run_region(g, p, m0, m1, n0, n1, slice, slice + p->a_floats);
+}
+
+/* ---- checks and entry points ---- */
+
+static kiln_status check_args(const gemm_args *g)
+{
+    const gemm_kernel *kr = kernel_of(g->isa);
+    if (!kr)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: isa %d is not built into this kiln",
+                          (int)g->isa);
+    if (g->m < 0 || g->n < 0 || g->k < 0)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: negative dims M=%lld N=%lld K=%lld",
+                          (long long)g->m, (long long)g->n, (long long)g->k);
+    if (g->a_packed) {
+        if (g->a)
+            return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: A is given both raw and packed");
+        KILN_TRY(gemm_packed_check(g->a_packed, gemm_pack_a_bytes(g->isa, g->m, g->k), g->isa,
+                                   GEMM_OPERAND_A, g->m, g->k));
+    } else {
+        KILN_TRY(check_matrix(g->trans_a ? "A^T [K,M]" : "A [M,K]", g->a, g->trans_a ? g->k : g->m,
+                              g->trans_a ? g->m : g->k, g->lda));
+    }
+    if (g->b_packed) {
+        if (g->b)
+            return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: B is given both raw and packed");
+        KILN_TRY(gemm_packed_check(g->b_packed, gemm_pack_b_bytes(g->isa, g->k, g->n), g->isa,
+                                   GEMM_OPERAND_B, g->k, g->n));
+    } else {
+        KILN_TRY(check_matrix(g->trans_b ? "B^T [N,K]" : "B [K,N]", g->b, g->trans_b ? g->n : g->k,
+                              g->trans_b ? g->k : g->n, g->ldb));
+    }
+    KILN_TRY(check_matrix("C", g->c, g->m, g->n, g->ldc));
+    const gemm_epilogue *ep = &g->ep;
+    if (ep->bias_kind != GEMM_BIAS_NONE && !ep->bias && g->m > 0 && g->n > 0)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: a bias kind without a bias");
+    if (ep->bias_kind > GEMM_BIAS_ROW || ep->act > GEMM_ACT_ELU)
+        return kiln_error(KILN_ERR_INVALID_ARGUMENT, "gemm: unknown bias kind %d or activation %d",
+                          (int)ep->bias_kind, (int)ep->act);
+    if (ep->residual) KILN_TRY(check_matrix("residual", ep->residual, g->m, g->n, ep->ldr));
+    return KILN_OK;
+}
+
+size_t gemm_scratch_bytes(const gemm_args *g, int32_t threads)
+{
+    if (!kernel_of(g->isa) || g->m < 0 || g->n < 0 || g->k < 0) return 0;
+    gemm_plan p;
+    plan_make(g, threads < 1 ? 1 : threads, &p);
+    if (!p.slice_floats) return 0;
+    /* 64 bytes to align the caller's pointer */
+    return (size_t)p.threads * p.slice_floats * sizeof(float) + 64;
+}
+
+kiln_status gemm_run(const gemm_args *g, void *scratch, size_t scratch_bytes, int32_t threads)
+{
+    KILN_TRY(check_args(g));
+    const uint64_t need = gemm_isa_features(g->isa) & ~kiln_cpu_features_hw();
+    if (need) {
+        char buf[128];
+        kiln_cpu_features_str(need, buf, sizeof buf);
+        return kiln_error(KILN_ERR_DEVICE, "gemm: the %s path needs %s, which this CPU lacks",
+                          gemm_isa_name(g->isa), buf);
+    }
+    if (g->m == 0 || g->n == 0) return KILN_OK;
+    gemm_plan p;
+    plan_make(g, threads < 1 ? 1 : threads, &p);
+    float *base = NULL;
+    if (p.slice_floats) {
+        const size_t need_bytes = (size_t)p.threads * p.slice_floats * sizeof(float) + 64;
+        if (!scratch || scratch_bytes < need_bytes)
+            return kiln_error(KILN_ERR_INVALID_ARGUMENT,
+                              "gemm: scratch of %zu bytes, this call needs %zu",
+                              scratch ? scratch_bytes : 0, need_bytes);
+        base = (float *)(void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    }
+    if (p.threads == 1) {
+        run_share(g, &p, 0, base);
+        return KILN_OK;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(p.threads)
+    {
+        /* the runtime may give fewer threads than asked: each takes every nth share */
+        const int32_t id = omp_get_thread_num(), nt = omp_get_num_threads();
+        for (int32_t r = id; r < p.threads; r += nt)
+            run_share(g, &p, r, base ? base + (size_t)id * p.slice_floats : NULL);
+    }
+#else
+    for (int32_t r = 0; r < p.threads; r++) run_share(g, &p, r, base);
+#endif
+    return KILN_OK;
+}

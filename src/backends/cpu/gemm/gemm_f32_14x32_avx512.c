@@ -1,0 +1,281 @@
+/* gemm_f32_14x32_avx512.c - the AVX-512 GEMM path: a 14x32 micro-kernel (28 zmm
+ * accumulators; per k two loads of B and 14 broadcasts of A), the narrow-N kernel, a packing
+ * routine that transposes 16x16 blocks in registers, and the vector epilogue. Built with
+ * AVX-512 flags (CMake, this file only) and called only when the CPU has AVX-512 F. */
+#include <immintrin.h>
+#include <math.h>
+
+#include "backends/cpu/gemm/gemm_impl.h"
+
+#define MR 14
+#define NR 32
+
+#define GEMM_INLINE static inline __attribute__((always_inline))
+
+/* ---- the vector math of gemm_vact.h on zmm ---- */
+#define VF              __m512
+#define VI              __m512i
+#define VM              __mmask16
+#define VF_SET1(x)      _mm512_set1_ps(x)
+#define VF_ADD(a, b)    _mm512_add_ps(a, b)
+#define VF_SUB(a, b)    _mm512_sub_ps(a, b)
+#define VF_MUL(a, b)    _mm512_mul_ps(a, b)
+#define VF_DIV(a, b)    _mm512_div_ps(a, b)
+#define VF_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VF_ABS(a)       _mm512_abs_ps(a)
+#define VF_ROUND(a)     _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VF_MAX(a, b)    _mm512_max_ps(a, b)
+#define VF_MIN(a, b)    _mm512_min_ps(a, b)
+#define VF_LT(a, b)     _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define VF_GE(a, b)     _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ)
+#define VF_SEL(m, t, f) _mm512_mask_blend_ps(m, f, t)
+#define VF_TO_VI(a)     _mm512_cvtps_epi32(a)
+#define VI_SET1(x)      _mm512_set1_epi32(x)
+#define VI_ADD(a, b)    _mm512_add_epi32(a, b)
+#define VI_SUB(a, b)    _mm512_sub_epi32(a, b)
+#define VI_SRAI(a, n)   _mm512_srai_epi32(a, n)
+#define VI_SLLI(a, n)   _mm512_slli_epi32(a, n)
+#define VI_AS_VF(a)     _mm512_castsi512_ps(a)
+#include "backends/cpu/gemm/gemm_vact.h"
+
+/* The lanes below n (n <= 16: that many, more: all). */
+static inline __mmask16 lanes(size_t n) { return n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+/* ---- the micro-kernel ---- */
+
+/* M rows (1..14) by NV vectors (1: nr <= 16, 2: nr <= 32), both constants after inlining,
+ * so the accumulators live in registers. */
+GEMM_INLINE void tile(const int M, const int NV, size_t nr, size_t kc, const float *restrict a,
+                      const float *restrict b, float *restrict c, size_t ldc, bool accumulate)
+{
+    __m512 acc[MR][2];
+    const __mmask16 m0 = lanes(nr), m1 = lanes(nr > 16 ? nr - 16 : 0);
+#pragma GCC unroll 14
+    for (int i = 0; i < M; i++) {
+        acc[i][0] = accumulate ? _mm512_maskz_loadu_ps(m0, c + i * ldc) : _mm512_setzero_ps();
+        acc[i][1] = accumulate && NV == 2 ? _mm512_maskz_loadu_ps(m1, c + i * ldc + 16)
+                                          : _mm512_setzero_ps();
+    }
+    for (size_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 b1 = NV == 2 ? _mm512_loadu_ps(b + 16) : b0;
+#pragma GCC unroll 14
+        for (int i = 0; i < M; i++) {
+            const __m512 ai = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+            if (NV == 2) acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+        }
+        a += MR;
+        b += NR;
+    }
+#pragma GCC unroll 14
+    for (int i = 0; i < M; i++) {
+        _mm512_mask_storeu_ps(c + i * ldc, m0, acc[i][0]);
+        if (NV == 2) _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc[i][1]);
+    }
+}
+
+#define TILE_ROWS(M)                                                                               \
+    case M:                                                                                        \
+        if (nr > 16)                                                                               \
+            tile(M, 2, nr, kc, a, b, c, ldc, accumulate);                                          \
+        else                                                                                       \
+            tile(M, 1, nr, kc, a, b, c, ldc, accumulate);                                          \
+        break;
+
+static void ukernel_14x32(size_t mr, size_t nr, size_t kc, const float *a, const float *b, float *c,
+                          size_t ldc, bool accumulate)
+{
+    switch (mr) {
+        TILE_ROWS(1)
+        TILE_ROWS(2)
+        TILE_ROWS(3)
+        TILE_ROWS(4)
+        TILE_ROWS(5)
+        TILE_ROWS(6)
+        TILE_ROWS(7)
+        TILE_ROWS(8)
+        TILE_ROWS(9)
+        TILE_ROWS(10)
+        TILE_ROWS(11)
+        TILE_ROWS(12)
+        TILE_ROWS(13)
+        TILE_ROWS(14)
+    default: break;
+    }
+}
+
+/* ---- the narrow-N kernel: vectors run down A's panels (14 of 16 lanes) ---- */
+
+GEMM_INLINE void ntile(const int P, const int NC, size_t mr_last, size_t kc,
+                       const float *restrict a, size_t aps, const float *restrict b, size_t b_ks,
+                       size_t b_js, float *restrict c, size_t ldc, bool accumulate)
+{
+    __m512 acc[4][4];
+    float buf[16] = {0};
+#pragma GCC unroll 4
+    for (int p = 0; p < P; p++) {
+        const size_t rows = p == P - 1 ? mr_last : MR;
+#pragma GCC unroll 4
+        for (int j = 0; j < NC; j++) {
+            if (!accumulate) {
+                acc[p][j] = _mm512_setzero_ps();
+                continue;
+            }
+            for (size_t i = 0; i < rows; i++) buf[i] = c[(p * MR + i) * ldc + j];
+            acc[p][j] = _mm512_maskz_loadu_ps(lanes(rows), buf);
+        }
+    }
+    for (size_t k = 0; k < kc; k++) {
+        __m512 av[4];
+#pragma GCC unroll 4
+        for (int p = 0; p < P; p++) av[p] = _mm512_maskz_loadu_ps(0x3FFF, a + p * aps + k * MR);
+#pragma GCC unroll 4
+        for (int j = 0; j < NC; j++) {
+            const __m512 bj = _mm512_set1_ps(b[k * b_ks + j * b_js]);
+#pragma GCC unroll 4
+            for (int p = 0; p < P; p++) acc[p][j] = _mm512_fmadd_ps(av[p], bj, acc[p][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < P; p++) {
+        const size_t rows = p == P - 1 ? mr_last : MR;
+#pragma GCC unroll 4
+        for (int j = 0; j < NC; j++) {
+            _mm512_storeu_ps(buf, acc[p][j]);
+            for (size_t i = 0; i < rows; i++) c[(p * MR + i) * ldc + j] = buf[i];
+        }
+    }
+}
+
+#define NTILE_COLS(P, NC)                                                                          \
+    case NC:                                                                                       \
+        ntile(P, NC, mr_last, kc, a, aps, b, b_ks, b_js, c, ldc, accumulate);                      \
+        break;
+#define NTILE_PANELS(P)                                                                            \
+    case P:                                                                                        \
+        switch (nc) {                                                                              \
+            NTILE_COLS(P, 1)                                                                       \
+            NTILE_COLS(P, 2)                                                                       \
+            NTILE_COLS(P, 3)                                                                       \
+            NTILE_COLS(P, 4)                                                                       \
+        default: break;                                                                            \
+        }                                                                                          \
+        break;
+
+static void nkernel_14(size_t panels, size_t mr_last, size_t nc, size_t kc, const float *a,
+                       size_t aps, const float *b, size_t b_ks, size_t b_js, float *c, size_t ldc,
+                       bool accumulate)
+{
+    switch (panels) {
+        NTILE_PANELS(1)
+        NTILE_PANELS(2)
+        NTILE_PANELS(3)
+        NTILE_PANELS(4)
+    default: break;
+    }
+}
+
+/* ---- packing ---- */
+
+/* r[l] lane t <- r[t] lane l. */
+static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        const __m512d t0 = _mm512_castps_pd(t[i]), t1 = _mm512_castps_pd(t[i + 1]);
+        const __m512d t2 = _mm512_castps_pd(t[i + 2]), t3 = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
+/* Source lines contiguous along k (A row-major, B transposed) are a transpose: 16 lines by 16
+ * steps at a time through registers; otherwise the portable copy. */
+static void pack_avx512(float *dst, const float *src, size_t s_k, size_t s_w, size_t kc, size_t wc,
+                        size_t w)
+{
+    if (s_k != 1 || s_w == 1) {
+        gemm_pack_generic(dst, src, s_k, s_w, kc, wc, w);
+        return;
+    }
+    for (size_t q = 0; q * w < wc; q++, dst += kc * w) {
+        const size_t n = wc - q * w < w ? wc - q * w : w;
+        const float *s = src + q * w * s_w;
+        for (size_t g = 0; g < w; g += 16) {
+            const size_t valid = n > g ? (n - g < 16 ? n - g : 16) : 0;
+            const __mmask16 store = lanes(w - g);
+            for (size_t k0 = 0; k0 < kc; k0 += 16) {
+                const size_t kk = kc - k0 < 16 ? kc - k0 : 16;
+                __m512 r[16];
+                for (size_t t = 0; t < 16; t++)
+                    r[t] = t < valid ? _mm512_maskz_loadu_ps(lanes(kk), s + (g + t) * s_w + k0)
+                                     : _mm512_setzero_ps();
+                transpose16(r);
+                for (size_t l = 0; l < kk; l++)
+                    _mm512_mask_storeu_ps(dst + (k0 + l) * w + g, store, r[l]);
+            }
+        }
+    }
+}
+
+/* ---- the epilogue ---- */
+
+static void epilogue_avx512(float *c, size_t ldc, size_t m, size_t n, size_t row0, size_t col0,
+                            const gemm_epilogue *ep)
+{
+    const __m512 alpha = _mm512_set1_ps(ep->alpha), beta = _mm512_set1_ps(ep->beta);
+    const gemm_act act = ep->act;
+    for (size_t i = 0; i < m; i++) {
+        float *y = c + i * ldc;
+        const float *bias = ep->bias_kind == GEMM_BIAS_COL ? ep->bias + col0 : NULL;
+        const __m512 brow =
+            _mm512_set1_ps(ep->bias_kind == GEMM_BIAS_ROW ? ep->bias[row0 + i] : 0.0f);
+        const float *z = ep->residual ? ep->residual + (row0 + i) * (size_t)ep->ldr + col0 : NULL;
+        for (size_t j = 0; j < n; j += 16) {
+            const __mmask16 mk = lanes(n - j);
+            __m512 v = _mm512_maskz_loadu_ps(mk, y + j);
+            if (bias)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, bias + j));
+            else if (ep->bias_kind == GEMM_BIAS_ROW)
+                v = _mm512_add_ps(v, brow);
+            if (z) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, z + j));
+            v = vact_apply(v, act, alpha, beta);
+            _mm512_mask_storeu_ps(y + j, mk, v);
+        }
+    }
+}
+
+/* Blocking for an L1 of 32-48 KiB and an L2 of 1-2 MiB per core: the A block (mc x kc, 336
+ * KiB) stays in L2 while a B panel (kc x 32, 64 KiB) streams through it; see ARCHITECTURE. */
+const gemm_kernel gemm_f32_14x32_avx512 = {
+    .isa = GEMM_ISA_AVX512,
+    .mr = MR,
+    .nr = NR,
+    .mc = 168,
+    .kc = 512,
+    .nc = 1024,
+    .ukernel = ukernel_14x32,
+    .nkernel = nkernel_14,
+    .nkernel_cols = 4,
+    .epilogue = epilogue_avx512,
+    .pack = pack_avx512,
+};
