@@ -268,6 +268,10 @@ kiln_status ir_window_of(const ir_node *n, const ir_tensor *in, int32_t n_in, ir
  * values of its output: the residual z added (NULL: none), then the activation its
  * attributes name, as its reference kernel applies them (src/ir/ops/fused.c). */
 kiln_status ir_fused_epilogue(const ir_node *n, float *y, int64_t count, const float *z);
+/* The activation a fused layer's `activation` attribute names, as an index in the order
+ * "", Relu, LeakyRelu, Clip, Sigmoid, HardSwish, HardSigmoid, Silu, Gelu, GeluTanh, Tanh,
+ * Elu (src/ir/ops/fused_impl.h `fused_act`); -1 for an unknown name. */
+int32_t ir_fused_act_code(const ir_node *n);
 
 /* ---- helpers shared by op files ---- */
 

@@ -102,9 +102,12 @@ static const backend_kernel g_kernels[] = {
 
 #define N_KERNELS ((int32_t)(sizeof g_kernels / sizeof *g_kernels))
 
-/* The blocked reference kernels first, then the general ones. */
+/* The fast kernels first (the builder takes the first that applies), then the blocked
+ * reference kernels, then the general ones. */
 static const backend_kernel *kernel_at(int32_t i)
 {
+    if (i < cpu_gemm_kernel_count) return &cpu_gemm_kernels[i];
+    i -= cpu_gemm_kernel_count;
     if (i < cpu_nchwc_kernel_count) return &cpu_nchwc_kernels[i];
     i -= cpu_nchwc_kernel_count;
     return i < N_KERNELS ? &g_kernels[i] : NULL;

@@ -10,6 +10,11 @@
 extern const backend_kernel cpu_nchwc_kernels[];
 extern const int32_t cpu_nchwc_kernel_count;
 
+/* The GEMM kernels of gemm_layers.c: MatMul, Gemm and Conv (and their kiln.* forms) with
+ * constant weights packed into the plan, per ISA path (avx512, avx2, generic). */
+extern const backend_kernel cpu_gemm_kernels[];
+extern const int32_t cpu_gemm_kernel_count;
+
 /* Whether a blocked reference kernel runs layer `n` with its activations in layout `l`
  * (a blocked one); if so fills the layout of every input and output slot: `l` for the
  * data (X, Z, the per-channel operand of Add and Mul), plain for weights and biases.

@@ -24,6 +24,14 @@ kiln_status fused_act_parse(const ir_node *n, fused_act *act)
                          s);
 }
 
+int32_t ir_fused_act_code(const ir_node *n)
+{
+    const char *s = ir_attr_string(n, "activation");
+    for (size_t i = 0; i < sizeof k_act_names / sizeof *k_act_names; i++)
+        if (strcmp(s, k_act_names[i]) == 0) return (int32_t)i;
+    return -1;
+}
+
 /* One loop per activation, so each is a tight loop the compiler can vectorize. */
 #define ACT_LOOP(EXPR)                                                                             \
     do {                                                                                           \
