@@ -259,7 +259,9 @@ static kiln_status read_layers(const sections *s, kiln_arena *a, plan_desc *d)
         uint32_t prec = kiln_reader_u32(&r), n_in = kiln_reader_u32(&r),
                  n_out = kiln_reader_u32(&r);
         uint32_t n_attrs = kiln_reader_u32(&r);
-        l->data = (int32_t)kiln_reader_u32(&r) - 1; /* checked with the data flow */
+        uint32_t data = kiln_reader_u32(&r); /* tensor index + 1, 0: none */
+        if (data > (uint32_t)INT32_MAX) return CORRUPT("layer #%u names data tensor %u", i, data);
+        l->data = (int32_t)data - 1; /* checked with the data flow */
         if (r.failed) return CORRUPT("layer #%u runs past the section", i);
         const char *opname = NULL;
         KILN_TRY(get_str(s, name, "layer name", &nd->name));
