@@ -100,17 +100,27 @@ static const backend_kernel g_kernels[] = {
     {.name = "ref_blocked", .applies = blocked_applies, .run = run_blocked},
 };
 
-#define N_KERNELS ((int32_t)(sizeof g_kernels / sizeof *g_kernels))
+static const int32_t g_kernel_count = sizeof g_kernels / sizeof *g_kernels;
 
-/* The fast kernels first (the builder takes the first that applies), then the blocked
- * reference kernels, then the general ones. */
+/* The kernel tables in the order candidates are offered: the fast kernels first (the
+ * builder takes the first that applies), then the blocked reference kernels, then the
+ * general ones. A kernel family joins with one row. */
+static const struct {
+    const backend_kernel *kernels;
+    const int32_t *count;
+} g_tables[] = {
+    {cpu_gemm_kernels, &cpu_gemm_kernel_count},
+    {cpu_nchwc_kernels, &cpu_nchwc_kernel_count},
+    {g_kernels, &g_kernel_count},
+};
+
 static const backend_kernel *kernel_at(int32_t i)
 {
-    if (i < cpu_gemm_kernel_count) return &cpu_gemm_kernels[i];
-    i -= cpu_gemm_kernel_count;
-    if (i < cpu_nchwc_kernel_count) return &cpu_nchwc_kernels[i];
-    i -= cpu_nchwc_kernel_count;
-    return i < N_KERNELS ? &g_kernels[i] : NULL;
+    for (size_t t = 0; t < sizeof g_tables / sizeof *g_tables; t++) {
+        if (i < *g_tables[t].count) return &g_tables[t].kernels[i];
+        i -= *g_tables[t].count;
+    }
+    return NULL;
 }
 
 static bool kernel_serves(const backend_kernel *k, const char *op)
