@@ -475,11 +475,15 @@ def transformer_feeds(seed, batch=1):
 
 
 def bert_feeds(seed, seq=128, valid=100, batch=1):
+    """Token ids [CLS] ... [SEP] then padding, `valid` long in the first sequence (and
+    shorter in later ones), with the attention mask to match."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(1000, BERT_VOCAB, size=(batch, seq), dtype=I64)
-    ids[:, 0], ids[:, valid - 1], ids[:, valid:] = 101, 102, 0  # [CLS] ... [SEP] [PAD]...
     mask = np.zeros((batch, seq), I64)
-    mask[:, :valid] = 1  # trailing zeros: padding
+    for b in range(batch):
+        v = max(1, min(seq, valid - 3 * b))
+        ids[b, v - 1], ids[b, 0], ids[b, v:] = 102, 101, 0  # [CLS] ... [SEP] [PAD]...
+        mask[b, :v] = 1  # trailing zeros: padding
     return {"input_ids": ids, "attention_mask": mask}
 
 
