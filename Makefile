@@ -5,11 +5,13 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 VENV       ?= $(BUILD)/venv
+BENCH_VENV ?= $(BUILD)/bench-venv
+BENCH_ARGS ?=
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: docs all deps build asan tsan venv test test-unit test-python test-asan test-tsan demo format format-check install clean
+.PHONY: docs all deps build asan tsan venv test test-unit test-python test-asan test-tsan demo bench format format-check install clean
 
 all: build
 
@@ -78,6 +80,18 @@ demo: build
 	$(BUILD)/example_classify_digits models/digits/digits.onnx
 	@echo "== TensorRT's sampleMNIST in kiln: the Caffe LeNet of scripts/train_lenet_caffe.py, built, serialized, reloaded, on real digits"
 	$(BUILD)/example_caffe_mnist models/lenet/lenet_deploy.prototxt models/lenet/lenet.caffemodel
+
+# kiln against ONNX Runtime on the test networks (bench/bench.py; not part of `make test`):
+# a table on stdout, bench-results.json and .png in $(BUILD)/bench. Options through
+# BENCH_ARGS, e.g. make bench BENCH_ARGS="--models resnet50 --runs 20" (--help lists them).
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+bench: build $(BENCH_VENV)/.installed
+	KILN_LIB=$(abspath $(BUILD))/libkiln.so $(BENCH_VENV)/bin/python bench/bench.py \
+	    --out $(BUILD)/bench $(BENCH_ARGS)
 
 # docs/operators.md: ONNX coverage with node-test results, then kiln's op table.
 docs: build venv

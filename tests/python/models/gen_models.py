@@ -1,5 +1,5 @@
 """Generates the whole-network ONNX models kiln is tested on (opset 17, float32, static
-shapes, batch 1, seeded weights) into a cache folder, regenerating a model only when this
+shapes, batch 1 (other batches for bench/), seeded weights) into a cache folder, regenerating a model only when this
 generator changes. Run alone to fill the cache and print each model's output statistics:
 
     python tests/python/models/gen_models.py [--out DIR] [--probe] [NAME ...]
@@ -52,8 +52,8 @@ def _bottleneck(g, x, cin, width, stride):
     return g.op("Relu", [g.op("Add", [y, x])])
 
 
-def resnet50(g):
-    x = g.input("input", TensorProto.FLOAT, [1, 3, 224, 224])
+def resnet50(g, batch=1):
+    x = g.input("input", TensorProto.FLOAT, [batch, 3, 224, 224])
     y = g.op("Relu", [_conv_bn(g, x, 3, 64, 7, 2, "conv1", "bn1")])
     with g.scope("maxpool"):
         y = g.op("MaxPool", [y], ceil_mode=0, dilations=[1, 1], kernel_shape=[3, 3],
@@ -72,7 +72,7 @@ def resnet50(g):
         g.op("Gemm", [y, g.param("weight", g.normal((1000, 2048), 1 / np.sqrt(2048))),
                       g.param("bias", g.normal((1000,), 0.05))],
              out_names=["output"], alpha=1.0, beta=1.0, transB=1)
-    g.output("output", TensorProto.FLOAT, [1, 1000])
+    g.output("output", TensorProto.FLOAT, [batch, 1000])
 
 
 # ---- MobileNetV2 -----------------------------------------------------------------------------
@@ -92,8 +92,8 @@ def _conv_bn_act(g, x, cin, cout, k, stride, groups, act):
         return act(g, x)
 
 
-def mobilenet_v2(g):
-    x = g.input("input", TensorProto.FLOAT, [1, 3, 224, 224])
+def mobilenet_v2(g, batch=1):
+    x = g.input("input", TensorProto.FLOAT, [batch, 3, 224, 224])
     g.init("clip_min", np.array(0.0, F32))
     g.init("clip_max", np.array(6.0, F32))
     with g.scope("features", 0):
@@ -127,7 +127,7 @@ def mobilenet_v2(g):
         w = g.param("weight", g.normal((1000, 1280), 1 / np.sqrt(1280)))
         b = g.param("bias", g.normal((1000,), 0.05))
         g.op("Gemm", [y, w, b], out_names=["output"], alpha=1.0, beta=1.0, transB=1)
-    g.output("output", TensorProto.FLOAT, [1, 1000])
+    g.output("output", TensorProto.FLOAT, [batch, 1000])
 
 
 # ---- SqueezeNet 1.1 ----------------------------------------------------------------------------
@@ -147,8 +147,8 @@ def _fire(g, x, cin, squeeze, e1, e3):
     return g.op("Concat", [a, b], axis=1)
 
 
-def squeezenet1_1(g):
-    x = g.input("input", TensorProto.FLOAT, [1, 3, 224, 224])
+def squeezenet1_1(g, batch=1):
+    x = g.input("input", TensorProto.FLOAT, [batch, 3, 224, 224])
 
     def pool(y, idx):
         with g.scope("features", idx):
@@ -176,7 +176,7 @@ def squeezenet1_1(g):
     with g.scope("classifier", 3):
         y = g.op("GlobalAveragePool", [y])
     g.op("Flatten", [y], out_names=["output"], axis=1)
-    g.output("output", TensorProto.FLOAT, [1, 1000])
+    g.output("output", TensorProto.FLOAT, [batch, 1000])
 
 
 # ---- EfficientNet-B0 --------------------------------------------------------------------------
@@ -220,8 +220,8 @@ def _mbconv(g, x, cin, cout, expand, k, stride):
     return y
 
 
-def efficientnet_b0(g):
-    x = g.input("input", TensorProto.FLOAT, [1, 3, 224, 224])
+def efficientnet_b0(g, batch=1):
+    x = g.input("input", TensorProto.FLOAT, [batch, 3, 224, 224])
     with g.scope("features", 0):
         y = _conv_bn_act(g, x, 3, 32, 3, 2, 1, _silu)
     cin = 32
@@ -241,7 +241,7 @@ def efficientnet_b0(g):
         w = g.param("weight", g.normal((1000, 1280), 1 / np.sqrt(1280)))
         b = g.param("bias", g.normal((1000,), 0.05))
         g.op("Gemm", [y, w, b], out_names=["output"], alpha=1.0, beta=1.0, transB=1)
-    g.output("output", TensorProto.FLOAT, [1, 1000])
+    g.output("output", TensorProto.FLOAT, [batch, 1000])
 
 
 # ---- transformer encoder -------------------------------------------------------------------------
@@ -281,12 +281,13 @@ def _layernorm_op(g, x, d):
     return g.op("LayerNormalization", [x, s, b], axis=-1, epsilon=1e-5)
 
 
-def transformer_encoder(g, layers=4, d=256, heads=4, seq=128, ffn=1024):
-    x = g.input("x", TensorProto.FLOAT, [1, seq, d])
+def transformer_encoder(g, layers=4, d=256, heads=4, seq=128, ffn=1024, batch=1):
+    x = g.input("x", TensorProto.FLOAT, [batch, seq, d])
     for i in range(layers):
         with g.scope("layers", i):
             with g.scope("self_attn"):
-                a = _attention(g, x, d, heads, seq, [1, seq, heads, d // heads], [1, seq, d])
+                a = _attention(g, x, d, heads, seq, [batch, seq, heads, d // heads],
+                               [batch, seq, d])
                 with g.scope("out_proj"):
                     a = B.linear_matmul(g, a, d, d)
             with g.scope("norm1"):
@@ -303,7 +304,7 @@ def transformer_encoder(g, layers=4, d=256, heads=4, seq=128, ffn=1024):
                 b = g.param("bias", g.normal((d,), 0.05))
                 x = g.op("LayerNormalization", [g.op("Add", [x, h]), s, b], out_names=out,
                          axis=-1, epsilon=1e-5)
-    g.output("y", TensorProto.FLOAT, [1, seq, d])
+    g.output("y", TensorProto.FLOAT, [batch, seq, d])
 
 
 # ---- BERT-base-shaped encoder ---------------------------------------------------------------------
@@ -324,14 +325,14 @@ def _layernorm_decomposed(g, x, d, eps=1e-12):
 BERT_VOCAB = 30522
 
 
-def bert_base(g, layers=12, d=768, heads=12, seq=128, ffn=3072, dynamic=False):
+def bert_base(g, layers=12, d=768, heads=12, seq=128, ffn=3072, batch=1, dynamic=False):
     """With `dynamic`, batch and sequence are the symbolic dims "batch" and "seq", and
     the position and token-type ids are sliced to the sequence as Hugging Face's export
     does it (Shape -> Slice of a 512-long buffer)."""
-    dims = ["batch", "seq"] if dynamic else [1, seq]
+    dims = ["batch", "seq"] if dynamic else [batch, seq]
     ids = g.input("input_ids", TensorProto.INT64, dims)
     mask = g.input("attention_mask", TensorProto.INT64, dims)
-    # mask [1, S] -> additive bias [1, 1, 1, S]: 0 where attended, float32 min where not
+    # mask [B, S] -> additive bias [B, 1, 1, S]: 0 where attended, float32 min where not
     with g.scope("bert"):
         m = g.op("Unsqueeze", [mask, g.constant([1], I64)])
         m = g.op("Unsqueeze", [m, g.constant([2], I64)])
@@ -388,9 +389,9 @@ def bert_base(g, layers=12, d=768, heads=12, seq=128, ffn=3072, dynamic=False):
     g.output("pooler_output", TensorProto.FLOAT, dims[:1] + [d])
 
 
-def bert_dynamic(g):
+def bert_dynamic(g, batch=1):
     """A BERT-shaped encoder (4 layers, d 256, 4 heads, FFN 1024) with dynamic batch and
-    sequence: one model for every (batch, seq) of a profile."""
+    sequence: one model for every (batch, seq) of a profile (`batch` is not used)."""
     bert_base(g, layers=4, d=256, heads=4, ffn=1024, dynamic=True)
 
 
@@ -419,7 +420,7 @@ def _upsample(g, x):
                 cubic_coeff_a=-0.75, mode="nearest", nearest_mode="floor")
 
 
-def _detect(g, x, cin, level, h, w, stride):
+def _detect(g, x, cin, level, h, w, stride, batch):
     no = 5 + YOLO_CLASSES
     na = len(YOLO_ANCHORS[level])
     with g.scope("m", level):
@@ -430,7 +431,7 @@ def _detect(g, x, cin, level, h, w, stride):
         b[:, 5:] = np.log(0.6 / (YOLO_CLASSES - 0.99))
         b = g.param("bias", b.reshape(-1) + g.normal((na * no,), 0.1))
         y = g.op("Conv", [x, wt, b], kernel_shape=[1, 1], pads=[0, 0, 0, 0], strides=[1, 1])
-    y = g.op("Reshape", [y, g.constant([1, na, no, h, w], I64)])
+    y = g.op("Reshape", [y, g.constant([batch, na, no, h, w], I64)])
     y = g.op("Sigmoid", [g.op("Transpose", [y], perm=[0, 1, 3, 4, 2])])
     xy, wh, conf = g.op("Split", [y, g.constant([2, 2, no - 4], I64)], n_out=3, axis=4)
     gy, gx = np.meshgrid(np.arange(h, dtype=F32), np.arange(w, dtype=F32), indexing="ij")
@@ -444,11 +445,11 @@ def _detect(g, x, cin, level, h, w, stride):
     wh = g.op("Mul", [g.op("Pow", [g.op("Mul", [wh, g.constant(2.0)]), g.constant(2.0)]),
                       anchor])
     y = g.op("Concat", [xy, wh, conf], axis=4)
-    return g.op("Reshape", [y, g.constant([1, na * h * w, no], I64)])
+    return g.op("Reshape", [y, g.constant([batch, na * h * w, no], I64)])
 
 
-def yolo_detector(g, size=256):
-    x = g.input("images", TensorProto.FLOAT, [1, 3, size, size])
+def yolo_detector(g, size=256, batch=1):
+    x = g.input("images", TensorProto.FLOAT, [batch, 3, size, size])
     with g.scope("model"):
         y = _cbs(g, x, 3, 16, 3, 2, 0)          # 1/2
         y = _cbs(g, y, 16, 32, 3, 2, 1)         # 1/4
@@ -469,26 +470,27 @@ def yolo_detector(g, size=256):
             n3 = g.op("Concat", [u, p3], axis=1)     # 128 channels
         n3 = _cbs(g, n3, 128, 64, 3, 1, 13)
         with g.scope(14):
-            outs = [_detect(g, n3, 64, 0, size // 8, size // 8, 8),
-                    _detect(g, n4, 128, 1, size // 16, size // 16, 16),
-                    _detect(g, p5, 128, 2, size // 32, size // 32, 32)]
+            outs = [_detect(g, n3, 64, 0, size // 8, size // 8, 8, batch),
+                    _detect(g, n4, 128, 1, size // 16, size // 16, 16, batch),
+                    _detect(g, p5, 128, 2, size // 32, size // 32, 32, batch)]
             g.op("Concat", outs, out_names=["output"], axis=1)
     n = 3 * sum((size // s) ** 2 for s in (8, 16, 32))
-    g.output("output", TensorProto.FLOAT, [1, n, 5 + YOLO_CLASSES])
+    g.output("output", TensorProto.FLOAT, [batch, n, 5 + YOLO_CLASSES])
 
 
 # ---- inputs -------------------------------------------------------------------------------------
 
 
+# A batch of B draws its first sample as the batch of 1 does (numpy fills arrays in order).
 def image_feeds(name, shape):
-    def feeds(seed):
-        return {name: np.random.default_rng(seed).random(shape, dtype=F32)}
+    def feeds(seed, batch=1):
+        return {name: np.random.default_rng(seed).random((batch, *shape[1:]), dtype=F32)}
     return feeds
 
 
-def transformer_feeds(seed):
+def transformer_feeds(seed, batch=1):
     # an embedding-like input: standard normal
-    return {"x": np.random.default_rng(seed).standard_normal((1, 128, 256)).astype(F32)}
+    return {"x": np.random.default_rng(seed).standard_normal((batch, 128, 256)).astype(F32)}
 
 
 def bert_feeds(seed, seq=128, valid=100, batch=1):
@@ -504,7 +506,7 @@ def bert_feeds(seed, seq=128, valid=100, batch=1):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-# name -> (builder, seed, feeds(seed) -> {input: array})
+# name -> (builder(g, batch=1), seed, feeds(seed, batch=1) -> {input: array})
 MODELS = {
     "resnet50": (resnet50, 50, image_feeds("input", (1, 3, 224, 224))),
     "mobilenet_v2": (mobilenet_v2, 2, image_feeds("input", (1, 3, 224, 224))),
@@ -526,12 +528,25 @@ DYNAMIC_MODELS = {
 CALIBRATION_SEED = 9999  # BN statistics come from an input other than the tests' ones
 
 
-def generate(name):
-    """The ModelProto of model `name`, checked by onnx.checker."""
-    fn, seed, feeds = MODELS[name] if name in MODELS else DYNAMIC_MODELS[name]
+def _built(name, batch):
+    fn, seed, _ = MODELS[name] if name in MODELS else DYNAMIC_MODELS[name]
     g = B.Graph(name, seed)
-    fn(g)
-    B.calibrate_batchnorm(g, feeds(CALIBRATION_SEED))
+    fn(g, batch=batch)
+    return g
+
+
+def generate(name, batch=1):
+    """The ModelProto of model `name` for a fixed batch size, checked by onnx.checker. A
+    batch other than 1 (for benchmarks) gets the batch-1 model's weights and BatchNorm
+    statistics: the same network, the same numbers per sample."""
+    g = _built(name, 1)
+    B.calibrate_batchnorm(g, feeds(name, CALIBRATION_SEED))
+    if batch != 1:
+        gb = _built(name, batch)
+        if list(gb.inits) != list(g.inits):
+            raise RuntimeError(f"{name}: the batch-{batch} graph has other initializers")
+        gb.inits = g.inits
+        g = gb
     model = g.make_model()
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -563,12 +578,13 @@ def cache_dir():
     return os.path.join(os.path.dirname(os.path.abspath(lib)), "onnx-models")
 
 
-def model_path(name, directory=None):
-    """The path of model `name` in the cache, generated first if it is missing or was made
-    by another version of this generator."""
+def model_path(name, directory=None, batch=1):
+    """The path of model `name` (for `batch`: NAME.onnx for 1, NAME.bB.onnx otherwise) in
+    the cache, generated first if it is missing or was made by another version of this
+    generator."""
     directory = directory or cache_dir()
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{name}.onnx")
+    path = os.path.join(directory, f"{name}.onnx" if batch == 1 else f"{name}.b{batch}.onnx")
     stamp = path + ".stamp"
     want = generator_hash()
     try:
@@ -577,7 +593,7 @@ def model_path(name, directory=None):
     except OSError:
         fresh = False
     if not fresh:
-        model = generate(name)
+        model = generate(name, batch)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(model.SerializeToString())
@@ -588,8 +604,8 @@ def model_path(name, directory=None):
     return path
 
 
-def feeds(name, seed):
-    return MODELS[name][2](seed)
+def feeds(name, seed, batch=1):
+    return (MODELS[name] if name in MODELS else DYNAMIC_MODELS[name])[2](seed, batch=batch)
 
 
 def main(argv=None):
