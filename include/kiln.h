@@ -242,6 +242,18 @@ KILN_API kiln_status kiln_config_set_shape_range(kiln_config *cfg, int32_t profi
                                                  const kiln_dims *opt, const kiln_dims *max);
 KILN_API int32_t kiln_config_num_profiles(const kiln_config *cfg);
 
+/* Tactic selection. Where several kernels can run a layer, the builder times each on the
+ * build machine (at the layer's shapes; a dynamic engine's largest) and keeps the fastest;
+ * with timing off it takes the backend's first choice, so two builds give the same plan.
+ * A timing cache file (`kiln build --timing-cache F`) records the choices, keyed by the
+ * CPU model and the kiln version: a build with it times only layers it has not seen, and
+ * the same network, config and cache give a byte-identical plan. The file is read when
+ * the build starts and written (through a temporary file) when it ends; a cache from
+ * another CPU or kiln is ignored with a warning and then replaced. */
+KILN_API kiln_status kiln_config_set_timing_cache(kiln_config *cfg, const char *path);
+/* 1 (the default): time candidates; 0: take each layer's first candidate. */
+KILN_API kiln_status kiln_config_set_tactic_timing(kiln_config *cfg, int on);
+
 /* ---- builder --------------------------------------------------------------------------- */
 
 typedef struct kiln_engine kiln_engine;

@@ -54,6 +54,11 @@ static void print_help(void)
            "                        (default 0: one per hardware thread)\n"
            "  --device DEVICE       cpu (default) or cuda:N\n"
            "  --fp16, --bf16        also allow FP16 / BF16 kernels where accuracy allows\n"
+           "  --timing-cache FILE   reuse and record the kernel timings (keyed by CPU model and\n"
+           "                        kiln version): rebuilds skip timing, and the same model,\n"
+           "                        options and cache give a byte-identical plan\n"
+           "  --no-timing           take the backend's first kernel for every layer instead\n"
+           "                        of timing the candidates (reproducible without a cache)\n"
            "  --disable-pass NAME   switch off an optimization pass (repeatable)\n"
            "  --list-passes         print the optimization passes in order and exit\n"
            "  -v, --verbose         log every builder decision (default: the INFO summary)\n"
@@ -98,6 +103,8 @@ typedef struct build_opts {
     bool any_shapes;                          /* a shape option was seen */
     const char **disabled;                    /* pass names */
     int n_disabled;
+    const char *timing_cache;
+    bool no_timing;
 } build_opts;
 
 static double now_ms(void)
@@ -170,6 +177,14 @@ static int make_config(const build_opts *o, kiln_config **out)
     }
     if ((st = kiln_config_set_precisions(cfg, o->precisions)) != KILN_OK) {
         cli_kiln_error(st, "cannot allow the requested precisions");
+        goto fail;
+    }
+    if (o->timing_cache && (st = kiln_config_set_timing_cache(cfg, o->timing_cache)) != KILN_OK) {
+        cli_kiln_error(st, "--timing-cache %s", o->timing_cache);
+        goto fail;
+    }
+    if (o->no_timing && (st = kiln_config_set_tactic_timing(cfg, 0)) != KILN_OK) {
+        cli_kiln_error(st, "--no-timing");
         goto fail;
     }
     for (int i = 0; i < o->n_disabled; i++) {
@@ -491,6 +506,11 @@ int cmd_build(int argc, char **argv)
                 rc = CLI_USAGE;
         } else if (cli_match(&p, "--device", NULL)) {
             if (!(o.device = cli_value(&p))) rc = CLI_USAGE;
+        } else if (cli_match(&p, "--timing-cache", NULL)) {
+            if (!(o.timing_cache = cli_value(&p))) rc = CLI_USAGE;
+        } else if (cli_match(&p, "--no-timing", NULL)) {
+            o.no_timing = true;
+            if (!cli_no_value(&p)) rc = CLI_USAGE;
         } else if (cli_match(&p, "--disable-pass", NULL)) {
             if (!(v = cli_value(&p))) rc = CLI_USAGE;
             o.disabled[o.n_disabled++] = v;

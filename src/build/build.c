@@ -9,6 +9,7 @@
 #include "backends/backend.h"
 #include "build/build.h"
 #include "build/config.h"
+#include "build/tactics.h"
 #include "ir/network.h"
 #include "opt/opt.h"
 #include "runtime/engine.h"
@@ -124,6 +125,8 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
     kiln_arena_init(&a);
     int32_t *order = NULL, n_order = 0, folded = 0, *kdata = NULL;
     const backend_kernel **chosen = NULL;
+    tactic_cache cache;
+    tactic_cache_init(&cache);
     uint64_t *offsets = NULL;
     plan_desc d;
     memset(&d, 0, sizeof d);
@@ -152,7 +155,11 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
     KILN_CHECK(
         kiln_alloc_checked((void **)&chosen, (size_t)g.n_nodes + 1, sizeof *chosen, "build"));
     KILN_CHECK(kiln_alloc_checked((void **)&kdata, (size_t)g.n_nodes + 1, sizeof *kdata, "build"));
-    KILN_CHECK(build_choose_kernels(&g, backend_cpu(), order, n_order, chosen, kdata));
+    if (cfg->timing_cache) KILN_CHECK(tactic_cache_load(&cache, cfg->timing_cache));
+    build_tactics tactics = {.timing = !cfg->no_timing,
+                             .threads = cfg->threads ? cfg->threads : kiln_cpu_threads(),
+                             .cache = cfg->timing_cache ? &cache : NULL};
+    KILN_CHECK(build_choose_kernels(&g, backend_cpu(), order, n_order, &tactics, chosen, kdata));
     KILN_CHECK(
         kiln_alloc_checked((void **)&offsets, (size_t)g.n_values + 1, sizeof *offsets, "build"));
     build_memplan_result mp;
@@ -199,10 +206,15 @@ kiln_status kiln_build(const kiln_network *net, const kiln_config *cfg_in, kiln_
     memcpy(mem, buf.data, buf.len);
     st = engine_from_plan(mem, buf.len, false, out);
     if (st) kiln_error_prefix(KILN_ERR_INTERNAL, "the plan just built does not load: ");
+    if (st == KILN_OK && (st = tactic_cache_save(&cache)) != KILN_OK) {
+        kiln_engine_destroy(*out);
+        *out = NULL;
+    }
 fail:
     kiln_log_set_cap(old_cap);
     kiln_free(order);
     kiln_free(chosen);
+    tactic_cache_free(&cache);
     kiln_free(kdata);
     kiln_free(offsets);
     kiln_buf_free(&buf);

@@ -67,12 +67,20 @@ kiln_status build_memplan(const ir_graph *g, const int32_t *order, int32_t n_ord
 
 struct kiln_backend;
 struct backend_kernel;
+struct tactic_cache;
+
+/* How the kernel step chooses among candidates. */
+typedef struct build_tactics {
+    bool timing;                /* time the candidates of layers that have several */
+    int32_t threads;            /* the engine's thread count, as runs will use */
+    struct tactic_cache *cache; /* NULL: none */
+} build_tactics;
 /* The kernel of each live layer (chosen[node]) among the backend's candidates, and the value
  * holding the data it keeps in the plan (data[node], a u8 constant added to the graph; -1
  * for none). Both arrays are indexed by node id. */
 kiln_status build_choose_kernels(ir_graph *g, const struct kiln_backend *be, const int32_t *order,
-                                 int32_t n_order, const struct backend_kernel **chosen,
-                                 int32_t *data);
+                                 int32_t n_order, const build_tactics *tactics,
+                                 const struct backend_kernel **chosen, int32_t *data);
 
 /* Bytes a value occupies: dtype size x the elements of its storage (a blocked layout pads
  * the channels up to its block). */

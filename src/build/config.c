@@ -33,6 +33,7 @@ void kiln_config_destroy(kiln_config *c)
         kiln_free(c->profiles[p].ranges);
     }
     kiln_free(c->profiles);
+    kiln_free(c->timing_cache);
     kiln_free(c);
 }
 
@@ -175,6 +176,24 @@ kiln_status kiln_config_set_input_shape(kiln_config *c, const char *input, const
 }
 
 int32_t kiln_config_num_profiles(const kiln_config *c) { return c ? c->n_profiles : 0; }
+
+kiln_status kiln_config_set_timing_cache(kiln_config *c, const char *path)
+{
+    NEED_CFG(c);
+    char *p = NULL;
+    if (path && !(p = kiln_strdup(path)))
+        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+    kiln_free(c->timing_cache);
+    c->timing_cache = p;
+    return KILN_OK;
+}
+
+kiln_status kiln_config_set_tactic_timing(kiln_config *c, int on)
+{
+    NEED_CFG(c);
+    c->no_timing = !on;
+    return KILN_OK;
+}
 
 bool config_pass_disabled(const kiln_config *c, const char *pass)
 {

@@ -26,6 +26,8 @@ struct kiln_config {
     int32_t n_disabled;
     config_profile *profiles; /* at least one once any shape is given */
     int32_t n_profiles;
+    char *timing_cache; /* path, NULL: none */
+    bool no_timing;     /* take each layer's first candidate instead of timing them */
 };
 
 /* Fills `c` with the defaults of kiln_config_create. */

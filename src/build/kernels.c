@@ -6,6 +6,7 @@
 
 #include "backends/backend.h"
 #include "build/build.h"
+#include "build/tactics.h"
 
 /* The layer's tensors as kernels see them at build time (constants with their data). */
 static kiln_status layer_tensors(const ir_graph *g, const ir_node *n, ir_tensor *in, ir_tensor *out)
@@ -46,9 +47,47 @@ static kiln_status prepare(ir_graph *g, int32_t id, const backend_kernel *k, con
     return st;
 }
 
-kiln_status build_choose_kernels(ir_graph *g, const kiln_backend *be, const int32_t *order,
-                                 int32_t n_order, const backend_kernel **chosen, int32_t *data)
+/* The candidate `cands` index to use: the first, the cache's choice, or the fastest when
+ * timed. */
+static kiln_status pick(const ir_node *n, const ir_tensor *in, const ir_tensor *out,
+                        const backend_kernel *const *cands, int32_t nc, const build_tactics *t,
+                        int32_t *best, int32_t *timed, int32_t *cached)
 {
+    *best = 0;
+    /* The reference kernel is the fallback, never a tactic worth timing. */
+    int32_t n_fast = 0;
+    while (n_fast < nc && strcmp(cands[n_fast]->name, "ref") != 0) n_fast++;
+    if (n_fast < 2) return KILN_OK;
+    uint64_t key = tactic_key(n, in, n->n_in, out, n->n_out, t->threads);
+    const char *hit = t->cache ? tactic_cache_find(t->cache, key) : NULL;
+    for (int32_t i = 0; hit && i < n_fast; i++)
+        if (strcmp(cands[i]->name, hit) == 0) {
+            *best = i;
+            (*cached)++;
+            return KILN_OK;
+        }
+    if (!t->timing) return KILN_OK;
+    uint64_t best_ns = UINT64_MAX;
+    for (int32_t i = 0; i < n_fast; i++) {
+        uint64_t ns;
+        KILN_TRY(tactic_time(cands[i], n, in, n->n_in, out, n->n_out, t->threads, best_ns, &ns));
+        kiln_log(KILN_LOG_VERBOSE, "layer '%s' (%s): tactic %s %.3f ms", n->name, n->op->name,
+                 cands[i]->name, (double)ns / 1e6);
+        if (ns < best_ns) {
+            best_ns = ns;
+            *best = i;
+        }
+    }
+    (*timed)++;
+    if (t->cache) KILN_TRY(tactic_cache_put(t->cache, key, cands[*best]->name, best_ns));
+    return KILN_OK;
+}
+
+kiln_status build_choose_kernels(ir_graph *g, const kiln_backend *be, const int32_t *order,
+                                 int32_t n_order, const build_tactics *tactics,
+                                 const backend_kernel **chosen, int32_t *data)
+{
+    int32_t timed = 0, cached = 0;
     kiln_status st = KILN_OK;
     ir_tensor *in = NULL, *out = NULL;
     int32_t max_in = 1, max_out = 1;
@@ -69,22 +108,32 @@ kiln_status build_choose_kernels(ir_graph *g, const kiln_backend *be, const int3
             st = ir_node_error(n, KILN_ERR_UNSUPPORTED, "no %s kernel runs this layer", be->name);
             goto fail;
         }
-        /* The first candidate: the backend orders them by expected speed. */
-        chosen[id] = cands[0];
+        /* The backend orders them by expected speed; timing may choose another. */
+        int32_t b = 0;
+        st = pick(n, in, out, cands, nc, tactics, &b, &timed, &cached);
+        if (st) {
+            if (st != KILN_ERR_OUT_OF_MEMORY)
+                kiln_error_prefix(st, "node '%s' (%s): timing its kernels: ", n->name, n->op->name);
+            goto fail;
+        }
+        chosen[id] = cands[b];
         data[id] = -1;
-        if (cands[0]->prepare) {
-            st = prepare(g, id, cands[0], in, out, &data[id]);
+        if (cands[b]->prepare) {
+            st = prepare(g, id, cands[b], in, out, &data[id]);
             if (st) {
                 if (st != KILN_ERR_OUT_OF_MEMORY)
                     kiln_error_prefix(st, "node '%s' (%s): kernel %s: ", n->name, n->op->name,
-                                      cands[0]->name);
+                                      cands[b]->name);
                 goto fail;
             }
         }
         kiln_log(KILN_LOG_VERBOSE, "layer '%s' (%s): kernel %s of %d candidate%s%s", n->name,
-                 n->op->name, cands[0]->name, nc, nc == 1 ? "" : "s",
+                 n->op->name, cands[b]->name, nc, nc == 1 ? "" : "s",
                  data[id] >= 0 ? ", data prepared" : "");
     }
+    if (timed || cached)
+        kiln_log(KILN_LOG_INFO, "tactics: %d layer%s timed, %d from the timing cache", timed,
+                 timed == 1 ? "" : "s", cached);
 fail:
     kiln_free(in);
     kiln_free(out);

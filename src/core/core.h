@@ -181,6 +181,10 @@ uint64_t kiln_cpu_features_hw(void);
 void kiln_cpu_features_str(uint64_t f, char *buf, size_t n);
 /* Hardware threads available to this process. */
 int32_t kiln_cpu_threads(void);
+/* The processor's name (cpuid's brand string; "unknown" elsewhere), for timing caches. */
+void kiln_cpu_model(char *buf, size_t n);
+/* A monotonic clock in nanoseconds. */
+uint64_t kiln_now_ns(void);
 
 /* ---- half precision conversions ---- */
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -86,6 +87,34 @@ void kiln_cpu_features_str(uint64_t f, char *buf, size_t n)
         off += (size_t)w;
     }
     if (!off) snprintf(buf, n, "none");
+}
+
+void kiln_cpu_model(char *buf, size_t n)
+{
+    if (!n) return;
+    snprintf(buf, n, "unknown");
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned r[12];
+    if (__get_cpuid_max(0x80000000u, NULL) < 0x80000004u) return;
+    for (unsigned i = 0; i < 3; i++)
+        __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+    char s[49];
+    memcpy(s, r, 48);
+    s[48] = 0;
+    /* trim the padding spaces cpuid puts around the name */
+    char *p = s, *e = s + strlen(s);
+    while (*p == ' ') p++;
+    while (e > p && e[-1] == ' ') e--;
+    *e = 0;
+    if (*p) snprintf(buf, n, "%s", p);
+#endif
+}
+
+uint64_t kiln_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 int32_t kiln_cpu_threads(void)

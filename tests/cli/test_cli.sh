@@ -118,6 +118,15 @@ expect "build mlp --verbose" "[ $rc -eq 0 ] && [ -s '$T/mlp.plan' ] && [ ! -s '$
 run "$KILN" build lenet -o "$T/lenet2.plan"
 expect "building twice gives byte-identical plans" \
     "[ $rc -eq 0 ] && cmp -s '$T/lenet.plan' '$T/lenet2.plan'"
+run "$KILN" build resblock --timing-cache "$T/tc" -o "$T/tc1.plan"
+run "$KILN" build resblock --timing-cache "$T/tc" -o "$T/tc2.plan"
+expect "two builds with one timing cache give byte-identical plans" \
+    "[ $rc -eq 0 ] && cmp -s '$T/tc1.plan' '$T/tc2.plan' && head -1 '$T/tc' | grep -qx 'kiln-timing-cache 1'"
+run "$KILN" build resblock --no-timing -o "$T/nt.plan"
+expect "build --no-timing" "[ $rc -eq 0 ] && [ -s '$T/nt.plan' ]"
+run "$KILN" build resblock --timing-cache /nonexistent-dir/tc -o "$T/x.plan"
+expect "an unwritable timing cache fails the build, naming it" \
+    "[ $rc -ne 0 ] && grep -q '/nonexistent-dir/tc' '$T/err'"
 
 run "$KILN" build lenet --batch 4 -o "$T/lenet4.plan"
 expect "build --batch 4" "[ $rc -eq 0 ] && [ -s '$T/lenet4.plan' ]"

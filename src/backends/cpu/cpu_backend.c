@@ -128,6 +128,24 @@ static bool kernel_serves(const backend_kernel *k, const char *op)
     return (k->op == NULL || strcmp(k->op, op) == 0) && (k->features & ~kiln_cpu_features()) == 0;
 }
 
+/* Length of a kernel name without its ISA suffix ("gemm_avx512" -> "gemm"). */
+static size_t family_len(const char *name)
+{
+    static const char *const isa[] = {"_avx512", "_avx2", "_generic", "_portable"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) {
+        size_t m = strlen(isa[i]);
+        if (n > m && strcmp(name + n - m, isa[i]) == 0) return n - m;
+    }
+    return n;
+}
+
+static bool same_family(const char *a, const char *b)
+{
+    size_t la = family_len(a), lb = family_len(b);
+    return la == lb && strncmp(a, b, la) == 0;
+}
+
 static int32_t cpu_candidates(const ir_node *n, const ir_tensor *in, int32_t n_in,
                               const ir_tensor *out, int32_t n_out, const backend_kernel **list,
                               int32_t max)
@@ -137,7 +155,11 @@ static int32_t cpu_candidates(const ir_node *n, const ir_tensor *in, int32_t n_i
     for (int32_t i = 0; (k = kernel_at(i)) != NULL && c < max; i++) {
         if (!kernel_serves(k, n->op->name)) continue;
         if (k->applies && !k->applies(n, in, n_in, out, n_out)) continue;
-        list[c++] = k;
+        /* One per family: its best ISA path comes first in the tables, and timing the
+         * slower paths of the same code would only lengthen builds. */
+        bool seen = false;
+        for (int32_t j = 0; j < c && !seen; j++) seen = same_family(list[j]->name, k->name);
+        if (!seen) list[c++] = k;
     }
     return c;
 }
