@@ -798,6 +798,7 @@ static kiln_engine *build_logged(const kiln_network *net, ir_layout policy, log_
     kiln_set_logger(capture, cap, KILN_LOG_VERBOSE);
     assert_int_equal(kiln_config_create(&cfg), KILN_OK);
     assert_int_equal(kiln_config_set_log_level(cfg, KILN_LOG_VERBOSE), KILN_OK);
+    assert_int_equal(kiln_config_set_tactic_timing(cfg, 0), KILN_OK); /* one plan per network */
     kiln_status st = kiln_build(net, cfg, &e);
     kiln_set_logger(NULL, NULL, KILN_LOG_ERROR);
     backend_cpu_set_layout_policy(old);

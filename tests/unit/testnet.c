@@ -131,6 +131,7 @@ kiln_engine *tn_build(const kiln_network *net, const char *off)
     kiln_engine *e = NULL;
     assert_int_equal(kiln_config_create(&cfg), KILN_OK);
     assert_int_equal(kiln_config_set_threads(cfg, 1), KILN_OK);
+    assert_int_equal(kiln_config_set_tactic_timing(cfg, 0), KILN_OK);
     if (off) assert_int_equal(kiln_config_disable_pass(cfg, off), KILN_OK);
     kiln_status st = kiln_build(net, cfg, &e);
     if (st) print_error("build failed: %s\n", kiln_last_error());

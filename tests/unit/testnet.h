@@ -50,7 +50,8 @@ bool tn_is_constant(const ir_graph *g, const char *value);
 
 /* ---- engines ---- */
 
-/* Every pass on, or all but `off` (NULL: none off); one thread. */
+/* Every pass on, or all but `off` (NULL: none off); one thread; no tactic timing (each
+ * layer's first candidate, so two builds of a network give one plan). */
 kiln_engine *tn_build(const kiln_network *net, const char *off);
 
 /* Input and output buffers of one run. */
