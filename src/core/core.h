@@ -181,6 +181,13 @@ uint64_t kiln_cpu_features_hw(void);
 void kiln_cpu_features_str(uint64_t f, char *buf, size_t n);
 /* Hardware threads available to this process. */
 int32_t kiln_cpu_threads(void);
+/* The process-wide thread budget that keeps contexts running at once from oversubscribing
+ * the cores: a run asks for `want` threads and gets what is free of the hardware threads
+ * (at least 1: its own); it gives them back when it ends. Kernels split work so that the
+ * result does not depend on the count. */
+int32_t kiln_threads_acquire(int32_t want);
+/* `got` as kiln_threads_acquire returned it. */
+void kiln_threads_release(int32_t got);
 /* The processor's name (cpuid's brand string; "unknown" elsewhere), for timing caches. */
 void kiln_cpu_model(char *buf, size_t n);
 /* A monotonic clock in nanoseconds. */

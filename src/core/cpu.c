@@ -89,6 +89,23 @@ void kiln_cpu_features_str(uint64_t f, char *buf, size_t n)
     if (!off) snprintf(buf, n, "none");
 }
 
+/* Threads of the runs under way, each run's own (its caller's) thread included. */
+static _Atomic int32_t g_busy;
+
+int32_t kiln_threads_acquire(int32_t want)
+{
+    int32_t busy = atomic_fetch_add(&g_busy, 1) + 1, hw = kiln_cpu_threads();
+    if (want <= 1) return 1;
+    for (;;) {
+        int32_t free = hw - busy, extra = want - 1;
+        int32_t take = extra < free ? extra : (free > 0 ? free : 0);
+        if (take == 0) return 1;
+        if (atomic_compare_exchange_weak(&g_busy, &busy, busy + take)) return 1 + take;
+    }
+}
+
+void kiln_threads_release(int32_t got) { atomic_fetch_sub(&g_busy, got > 1 ? got : 1); }
+
 void kiln_cpu_model(char *buf, size_t n)
 {
     if (!n) return;

@@ -378,8 +378,13 @@ kiln_status kiln_context_run(kiln_context *c)
                               i < d->n_inputs ? "input" : "output", d->tensors[t].name);
     }
     if (c->stale) KILN_TRY(infer_shapes(c));
-    backend_exec x = {
-        .threads = effective_threads(c), .scratch = c->scratch, .scratch_bytes = c->scratch_bytes};
+    /* Threads from the process's budget, so that contexts running at once share the cores
+     * instead of each starting a full team; the scratch was sized for the most. */
+    int32_t want = effective_threads(c);
+    if (want > c->scratch_threads) want = c->scratch_threads;
+    backend_exec x = {.threads = kiln_threads_acquire(want),
+                      .scratch = c->scratch,
+                      .scratch_bytes = c->scratch_bytes};
     for (int32_t i = 0; i < d->n_layers; i++) {
         const plan_layer *l = &d->layers[i];
         const ir_node *n = &l->node;
@@ -387,8 +392,12 @@ kiln_status kiln_context_run(kiln_context *c)
         x.data = l->data >= 0 ? d->tensors[l->data].data : NULL;
         x.data_bytes = l->data >= 0 ? d->tensors[l->data].nbytes : 0;
         kiln_status st = l->k->run(n, c->in, n->n_in, c->out, n->n_out, &x);
-        if (st) return kiln_error_prefix(st, "running layer %d: ", i);
+        if (st) {
+            kiln_threads_release(x.threads);
+            return kiln_error_prefix(st, "running layer %d: ", i);
+        }
     }
+    kiln_threads_release(x.threads);
     /* An output no layer writes (a constant) is copied out. */
     for (int32_t i = 0; i < d->n_outputs; i++) {
         const plan_tensor *t = &d->tensors[d->outputs[i]];

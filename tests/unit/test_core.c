@@ -182,14 +182,34 @@ static void test_logger(void **state)
     assert_int_equal(g_logged, 1);
 }
 
+/* The thread budget: a run gets what other runs leave of the hardware threads, at least
+ * its own, and gives it back. */
+static void test_thread_budget(void **state)
+{
+    (void)state;
+    int32_t hw = kiln_cpu_threads();
+    int32_t a = kiln_threads_acquire(hw + 3);
+    assert_int_equal(a, hw);
+    int32_t b = kiln_threads_acquire(hw); /* a second run while the first holds all */
+    assert_int_equal(b, 1);
+    assert_int_equal(kiln_threads_acquire(1), 1);
+    kiln_threads_release(1);
+    kiln_threads_release(b);
+    kiln_threads_release(a);
+    assert_int_equal(kiln_threads_acquire(hw), hw); /* all given back */
+    kiln_threads_release(hw);
+    assert_int_equal(kiln_threads_acquire(0), 1);
+    kiln_threads_release(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_errors),        cmocka_unit_test(test_alloc_hook),
-        cmocka_unit_test(test_arena_and_buf), cmocka_unit_test(test_strmap),
-        cmocka_unit_test(test_dims),          cmocka_unit_test(test_crc32c),
-        cmocka_unit_test(test_half_floats),   cmocka_unit_test(test_cpu_features),
-        cmocka_unit_test(test_logger),
+        cmocka_unit_test(test_thread_budget), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_alloc_hook),    cmocka_unit_test(test_arena_and_buf),
+        cmocka_unit_test(test_strmap),        cmocka_unit_test(test_dims),
+        cmocka_unit_test(test_crc32c),        cmocka_unit_test(test_half_floats),
+        cmocka_unit_test(test_cpu_features),  cmocka_unit_test(test_logger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
