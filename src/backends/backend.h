@@ -34,6 +34,10 @@ typedef struct backend_kernel {
      * shapes and attributes (its size and header; plans are untrusted). */
     bool (*data_ok)(const ir_node *n, const ir_tensor *in, int32_t n_in, const ir_tensor *out,
                     int32_t n_out, const void *data, uint64_t bytes);
+    /* With `prepare`: the input slots (bit k) whose data run never reads, having the
+     * prepared data instead (the weights it packed). A constant read only through such
+     * slots is left out of the plan (its shape stays). */
+    uint32_t prepared_inputs;
     /* Optional: scratch bytes a run of this layer needs with `threads` threads, for the
      * tensors' shapes given (a dynamic engine's largest). */
     size_t (*scratch)(const ir_node *n, const ir_tensor *in, int32_t n_in, const ir_tensor *out,

@@ -46,6 +46,21 @@ static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const bui
     d->n_tensors = nt;
     d->tensors = kiln_arena_alloc(a, sizeof(plan_tensor) * (size_t)(nt + 1));
     if (!d->tensors) return KILN_ERR_OUT_OF_MEMORY;
+    /* Constants that only prepared kernels read, through slots they do not look at, are left
+     * out: their packed copy is what runs. */
+    unsigned char *keep = kiln_arena_alloc(a, (size_t)g->n_values + 1);
+    if (!keep) return KILN_ERR_OUT_OF_MEMORY;
+    memset(keep, 0, (size_t)g->n_values + 1);
+    for (int32_t v = 0; v < g->n_values; v++)
+        if (g->values[v].is_output) keep[v] = 1;
+    for (int32_t s = 0; s < n_order; s++) {
+        const ir_node *n = &g->nodes[order[s]];
+        const backend_kernel *k = chosen[order[s]];
+        if (kdata[order[s]] >= 0) keep[kdata[order[s]]] = 1;
+        for (int32_t j = 0; j < n->n_in; j++)
+            if (n->in[j] >= 0 && !(kdata[order[s]] >= 0 && (k->prepared_inputs >> j) & 1))
+                keep[n->in[j]] = 1;
+    }
     uint64_t woff = 0;
     for (int32_t v = 0; v < g->n_values; v++) {
         if (tid[v] < 0) continue;
@@ -58,7 +73,9 @@ static kiln_status describe(const ir_graph *g, const kiln_config *cfg, const bui
         t->nbytes = build_value_bytes(val);
         if (val->kind == IR_VALUE_INPUT) t->flags |= PLAN_T_INPUT;
         if (val->is_output) t->flags |= PLAN_T_OUTPUT;
-        if (val->kind == IR_VALUE_CONSTANT) {
+        if (val->kind == IR_VALUE_CONSTANT && !keep[v]) {
+            t->flags |= PLAN_T_CONSTANT | PLAN_T_ELIDED;
+        } else if (val->kind == IR_VALUE_CONSTANT) {
             t->flags |= PLAN_T_CONSTANT;
             t->data = val->data;
             t->offset = woff;

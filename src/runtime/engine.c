@@ -34,7 +34,8 @@ kiln_status engine_from_plan(void *mem, size_t size, bool mapped, kiln_engine **
     KILN_CHECK(plan_read(mem, size, &e->arena, &e->d));
     for (int32_t i = 0; i < e->d.n_tensors; i++) {
         KILN_CHECK(kiln_strmap_put(&e->by_name, e->d.tensors[i].name, i));
-        if (e->d.tensors[i].flags & PLAN_T_CONSTANT) e->weight_bytes += e->d.tensors[i].nbytes;
+        if ((e->d.tensors[i].flags & (PLAN_T_CONSTANT | PLAN_T_ELIDED)) == PLAN_T_CONSTANT)
+            e->weight_bytes += e->d.tensors[i].nbytes;
     }
     for (int32_t i = 0; i < e->d.n_layers; i++) {
         const ir_node *n = &e->d.layers[i].node;

@@ -30,7 +30,14 @@ enum plan_section_id {
 #define PLAN_SEC_REQUIRED_LAST PLAN_SEC_WEIGHTS
 
 /* Tensor flags; none set means an activation living in the context's arena. */
-enum { PLAN_T_INPUT = 1u, PLAN_T_OUTPUT = 2u, PLAN_T_CONSTANT = 4u };
+/* PLAN_T_ELIDED (with CONSTANT): a constant whose bytes the plan does not hold, because
+ * every layer reading it runs a kernel that reads its prepared data instead (the slot is in
+ * the kernel's `prepared_inputs`); its record keeps the shape for inference. */
+enum { PLAN_T_INPUT = 1u, PLAN_T_OUTPUT = 2u, PLAN_T_CONSTANT = 4u, PLAN_T_ELIDED = 8u };
+
+/* What an elided constant's data points to at load and run time: 64 zero bytes, never read
+ * by the kernels allowed to see it (the loader makes sure). */
+extern const uint8_t plan_elided_data[64];
 
 typedef struct plan_tensor {
     const char *name;

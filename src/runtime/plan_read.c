@@ -176,15 +176,22 @@ static kiln_status read_tensors(const sections *s, kiln_arena *a, plan_desc *d, 
             return CORRUPT("tensor '%s': %llu bytes recorded, its shape%s%s needs %lld", t->name,
                            (unsigned long long)t->nbytes, t->layout ? " in " : "",
                            t->layout ? ir_layout_name(t->layout) : "", (long long)bytes);
-        uint32_t known = PLAN_T_INPUT | PLAN_T_OUTPUT | PLAN_T_CONSTANT;
+        uint32_t known = PLAN_T_INPUT | PLAN_T_OUTPUT | PLAN_T_CONSTANT | PLAN_T_ELIDED;
         if ((t->flags & ~known) || ((t->flags & PLAN_T_CONSTANT) && (t->flags & PLAN_T_INPUT)) ||
-            ((t->flags & PLAN_T_INPUT) && (t->flags & PLAN_T_OUTPUT)))
+            ((t->flags & PLAN_T_INPUT) && (t->flags & PLAN_T_OUTPUT)) ||
+            ((t->flags & PLAN_T_ELIDED) &&
+             (t->flags & (PLAN_T_CONSTANT | PLAN_T_OUTPUT)) != PLAN_T_CONSTANT))
             return CORRUPT("tensor '%s' has flags 0x%x", t->name, t->flags);
         if ((t->flags & (PLAN_T_INPUT | PLAN_T_OUTPUT)) && t->layout != IR_LAYOUT_PLAIN)
             return CORRUPT("%s '%s' has layout %s; network inputs and outputs are plain",
                            t->flags & PLAN_T_INPUT ? "input" : "output", t->name,
                            ir_layout_name(t->layout));
-        if (t->flags & PLAN_T_CONSTANT) {
+        if (t->flags & PLAN_T_ELIDED) {
+            if (t->offset)
+                return CORRUPT("left-out tensor '%s' has weights offset %llu", t->name,
+                               (unsigned long long)t->offset);
+            t->data = plan_elided_data;
+        } else if (t->flags & PLAN_T_CONSTANT) {
             uint64_t ws = s->size[PLAN_SEC_WEIGHTS];
             if (t->offset % PLAN_ALIGN || t->offset > ws || t->nbytes > ws - t->offset)
                 return CORRUPT("weights of '%s' (%llu bytes at %llu) lie outside the %llu-byte "
@@ -196,6 +203,8 @@ static kiln_status read_tensors(const sections *s, kiln_arena *a, plan_desc *d, 
     }
     return KILN_OK;
 }
+
+const uint8_t plan_elided_data[64] __attribute__((aligned(64)));
 
 static kiln_status read_attr(const sections *s, kiln_reader *r, kiln_arena *a, const ir_op *op,
                              const char *layer, kiln_attr *out)
@@ -504,13 +513,26 @@ static kiln_status check_dataflow(plan_desc *d, kiln_arena *arena)
                          n->name, n->op->name, d->layers[i].kernel, what);
             goto fail;
         }
+        /* A left-out constant is read only through the slots the kernel does not look at,
+         * by a kernel that has its prepared data. */
+        for (int32_t k = 0; k < n->n_in; k++) {
+            int32_t t = n->in[k];
+            if (t < 0 || !(d->tensors[t].flags & PLAN_T_ELIDED)) continue;
+            if (!kern->prepare || !((kern->prepared_inputs >> k) & 1) || d->layers[i].data < 0) {
+                st = CORRUPT("layer '%s' (%s): kernel '%s' would read '%s', which the plan "
+                             "leaves out",
+                             n->name, n->op->name, d->layers[i].kernel, d->tensors[t].name);
+                goto fail;
+            }
+            all_known = false; /* never a shape layer's input */
+        }
         /* Prepared data: a u8 constant of the shape the kernel expects, given exactly when
          * the kernel prepares some. */
         int32_t dt = d->layers[i].data;
         if (dt >= 0 || kern->prepare) {
             const plan_tensor *t = dt >= 0 && dt < d->n_tensors ? &d->tensors[dt] : NULL;
             if (!t || !kern->prepare || !kern->data_ok || !(t->flags & PLAN_T_CONSTANT) ||
-                t->dtype != KILN_DTYPE_U8 || t->shape.rank != 1 ||
+                (t->flags & PLAN_T_ELIDED) || t->dtype != KILN_DTYPE_U8 || t->shape.rank != 1 ||
                 !kern->data_ok(n, in, n->n_in, out, n->n_out, t->data, t->nbytes)) {
                 st = CORRUPT("layer '%s' (%s): kernel '%s' %s", n->name, n->op->name,
                              d->layers[i].kernel,

@@ -166,7 +166,7 @@ kiln_status plan_write(const plan_desc *d, kiln_buf *out)
     kiln_buf *w = &sec[PLAN_SEC_WEIGHTS];
     for (int32_t i = 0; i < d->n_tensors; i++) {
         const plan_tensor *t = &d->tensors[i];
-        if (!(t->flags & PLAN_T_CONSTANT)) continue;
+        if (!(t->flags & PLAN_T_CONSTANT) || (t->flags & PLAN_T_ELIDED)) continue;
         if (!w->failed && w->len != t->offset) { /* a failed write is reported below */
             st = kiln_error(KILN_ERR_INTERNAL, "plan: weights of '%s' are not in offset order",
                             t->name);

@@ -281,8 +281,10 @@ static void test_packed_data_in_plans(void **state)
     assert_int_equal(kiln_engine_serialize(e2, &p2, &n2), KILN_OK);
     assert_int_equal(n1, n2);
     assert_memory_equal(p1, p2, n1);
-    /* weights 8x4x3x3 floats, then their packed copy */
-    assert_true(kiln_engine_weight_bytes(e1) > 8 * 4 * 9 * sizeof(float) * 2);
+    /* The 8x4x3x3 weights are left out of the plan: their packed copy (a little larger:
+     * header and panel padding) and the bias are what it holds. */
+    size_t w = 8 * 4 * 9 * sizeof(float);
+    assert_true(kiln_engine_weight_bytes(e1) > w && kiln_engine_weight_bytes(e1) < 2 * w);
     kiln_engine *back = NULL;
     assert_int_equal(kiln_engine_load_memory(p1, n1, &back), KILN_OK);
     tn_io a, b;

@@ -334,7 +334,7 @@ GEMM_PATH(generic, GEMM_ISA_GENERIC)
     {                                                                                              \
         .name = "gemm_" #suffix, .op = OP, .features = FEATURES, .applies = applies_##suffix,      \
         .run = run_##suffix, .prepare = prepare_##suffix, .data_ok = data_ok_##suffix,             \
-        .scratch = scratch_##suffix                                                                \
+        .scratch = scratch_##suffix, .prepared_inputs = 1u << 1                                    \
     }
 
 #define F_AVX512 (KILN_CPU_AVX512F | KILN_CPU_AVX2 | KILN_CPU_FMA)
