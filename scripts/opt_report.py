@@ -38,8 +38,10 @@ NP_OF_ORT = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int
 
 
 def model_files(cache, names):
-    found = sorted(f[:-5] for f in os.listdir(cache) if f.endswith(".onnx")) \
-        if os.path.isdir(cache) else []
+    # the static test models (not dynamic ones, nor the benchmarks' batch copies NAME.bB)
+    found = sorted(f[:-5] for f in os.listdir(cache)
+                   if f.endswith(".onnx") and f[:-5] not in G.DYNAMIC_MODELS
+                   and ".b" not in f[:-5]) if os.path.isdir(cache) else []
     if not found:  # an empty cache: generate the test models
         found = list(G.MODELS)
         for name in found:
