@@ -110,6 +110,8 @@ static const struct {
     const int32_t *count;
 } g_tables[] = {
     {cpu_gemm_kernels, &cpu_gemm_kernel_count},
+    /* after the GEMM kernels: those take MatMul with a constant B, these any other */
+    {cpu_transformer_kernels, &cpu_transformer_kernel_count},
     {cpu_nchwc_kernels, &cpu_nchwc_kernel_count},
     {g_kernels, &g_kernel_count},
 };

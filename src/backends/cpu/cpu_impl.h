@@ -1,5 +1,5 @@
-/* cpu_impl.h - private to the CPU backend: the blocked reference kernels of ref_nchwc.c and
- * the rule that says which of a layer's tensors they take blocked. */
+/* cpu_impl.h - private to the CPU backend: its kernel families' tables, and the rule that says
+ * which of a layer's tensors the blocked reference kernels of ref_nchwc.c take blocked. */
 #ifndef KILN_CPU_IMPL_H
 #define KILN_CPU_IMPL_H
 
@@ -14,6 +14,12 @@ extern const int32_t cpu_nchwc_kernel_count;
  * constant weights packed into the plan, per ISA path (avx512, avx2, generic). */
 extern const backend_kernel cpu_gemm_kernels[];
 extern const int32_t cpu_gemm_kernel_count;
+
+/* The transformer kernels (attention.c, transpose.c, matmul_act.c), per ISA path (avx512, avx2,
+ * generic): kiln.Attention on the GEMM with a vector softmax, Transpose of any 1/2/4/8-byte
+ * dtype, and MatMul / kiln.MatMul of two activations on the GEMM with raw operands. */
+extern const backend_kernel cpu_transformer_kernels[];
+extern const int32_t cpu_transformer_kernel_count;
 
 /* Whether a blocked reference kernel runs layer `n` with its activations in layout `l`
  * (a blocked one); if so fills the layout of every input and output slot: `l` for the
