@@ -102,24 +102,40 @@ static const backend_kernel g_kernels[] = {
 
 static const int32_t g_kernel_count = sizeof g_kernels / sizeof *g_kernels;
 
+/* Winograd's error is a few times that of a direct sum (about 1e-6 relative per layer
+ * instead of 3e-7; docs/ARCHITECTURE.md, "Winograd"): KILN_CPU_WINOGRAD=off (or 0) keeps it
+ * out of new builds. Read on every build, as KILN_ISA; plans that use it still load. */
+static bool winograd_offered(void)
+{
+    const char *env = getenv("KILN_CPU_WINOGRAD");
+    return !env || (strcmp(env, "off") != 0 && strcmp(env, "0") != 0);
+}
+
 /* The kernel tables in the order candidates are offered: the fast kernels first (the
- * builder takes the first that applies), then the blocked reference kernels, then the
- * general ones. A kernel family joins with one row. */
+ * builder takes the first that applies; Winograd before the GEMM's im2col for the 3x3
+ * convolutions it takes), then the blocked reference kernels, then the general ones. A
+ * kernel family joins with one row; `offered` (NULL: always) can keep it out of builds. */
 static const struct {
     const backend_kernel *kernels;
     const int32_t *count;
+    bool (*offered)(void);
 } g_tables[] = {
-    {cpu_gemm_kernels, &cpu_gemm_kernel_count},
+    {cpu_winograd_kernels, &cpu_winograd_kernel_count, winograd_offered},
+    {cpu_gemm_kernels, &cpu_gemm_kernel_count, NULL},
     /* after the GEMM kernels: those take MatMul with a constant B, these any other */
-    {cpu_transformer_kernels, &cpu_transformer_kernel_count},
-    {cpu_nchwc_kernels, &cpu_nchwc_kernel_count},
-    {g_kernels, &g_kernel_count},
+    {cpu_transformer_kernels, &cpu_transformer_kernel_count, NULL},
+    {cpu_nchwc_kernels, &cpu_nchwc_kernel_count, NULL},
+    {g_kernels, &g_kernel_count, NULL},
 };
 
-static const backend_kernel *kernel_at(int32_t i)
+/* Kernel i of all tables, and its table's index. */
+static const backend_kernel *kernel_at(int32_t i, size_t *table)
 {
     for (size_t t = 0; t < sizeof g_tables / sizeof *g_tables; t++) {
-        if (i < *g_tables[t].count) return &g_tables[t].kernels[i];
+        if (i < *g_tables[t].count) {
+            if (table) *table = t;
+            return &g_tables[t].kernels[i];
+        }
         i -= *g_tables[t].count;
     }
     return NULL;
@@ -153,9 +169,11 @@ static int32_t cpu_candidates(const ir_node *n, const ir_tensor *in, int32_t n_i
                               int32_t max)
 {
     int32_t c = 0;
+    size_t t = 0;
     const backend_kernel *k;
-    for (int32_t i = 0; (k = kernel_at(i)) != NULL && c < max; i++) {
+    for (int32_t i = 0; (k = kernel_at(i, &t)) != NULL && c < max; i++) {
         if (!kernel_serves(k, n->op->name)) continue;
+        if (g_tables[t].offered && !g_tables[t].offered()) continue;
         if (k->applies && !k->applies(n, in, n_in, out, n_out)) continue;
         /* One per family: its best ISA path comes first in the tables, and timing the
          * slower paths of the same code would only lengthen builds. */
@@ -169,7 +187,7 @@ static int32_t cpu_candidates(const ir_node *n, const ir_tensor *in, int32_t n_i
 static const backend_kernel *cpu_find(const char *op, const char *kernel)
 {
     const backend_kernel *k;
-    for (int32_t i = 0; (k = kernel_at(i)) != NULL; i++)
+    for (int32_t i = 0; (k = kernel_at(i, NULL)) != NULL; i++)
         if (strcmp(k->name, kernel) == 0 && (k->op == NULL || strcmp(k->op, op) == 0)) return k;
     return NULL;
 }

@@ -21,6 +21,11 @@ extern const int32_t cpu_gemm_kernel_count;
 extern const backend_kernel cpu_transformer_kernels[];
 extern const int32_t cpu_transformer_kernel_count;
 
+/* The Winograd kernels of winograd.c: 3x3 stride-1 Conv and kiln.Conv by F(4x4, 3x3) with the
+ * transformed weights packed into the plan, per ISA path ("winograd_f4_avx512", ...). */
+extern const backend_kernel cpu_winograd_kernels[];
+extern const int32_t cpu_winograd_kernel_count;
+
 /* Whether a blocked reference kernel runs layer `n` with its activations in layout `l`
  * (a blocked one); if so fills the layout of every input and output slot: `l` for the
  * data (X, Z, the per-channel operand of Add and Mul), plain for weights and biases.
