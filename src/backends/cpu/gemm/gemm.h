@@ -12,9 +12,9 @@
  *     operand -> gemm_pack_a; the image (1x1 conv: X [Cin, H*W] as is; otherwise its im2col
  *     [Cin*kh*kw, H*W]) is the right operand B, packed on the fly into the scratch; bias per
  *     row (GEMM_BIAS_ROW, one per output channel); C [Cout, H*W] is the NCHW output.
- *   Fully connected with weights [N_out, K] on the left and a vector x [K, 1] (Caffe
- *     InnerProduct at batch 1): prefer the Gemm form x^T [1,K] x W^T, i.e. pack_b(trans_b)
- *     of the weights, which vectorizes along N_out; with N = 1 the Conv form wastes lanes.
+ *   Weights on the left with a narrow right operand (N <= 4: batch-1 fully connected as
+ *     W [N_out, K] x x [K, 1], 1x1 convs on 1x1 images) take a kernel that vectorizes along
+ *     M, so both forms of a batch-1 layer are fine; both are memory-bound on the weights.
  *
  * Layout: row-major everywhere, strides in elements. A is [M,K] with row stride lda, or
  * when trans_a its transpose is given: [K,M] with row stride lda (element (i,k) at
@@ -32,8 +32,8 @@
  * and AVX-512 paths give the same products (the portable path rounds a*b and the add
  * separately). Then bias, then residual, then the activation. Activations: the portable path
  * uses the scalar formulas of src/ir/ops/fused_act.c (libm); the AVX2 and AVX-512 paths use
- * vector versions of the same formulas (polynomial exp/erfc/tanh, rel error <= ~1e-6 where
- * the result is not tiny: see gemm_vact.h).
+ * vector versions of the same formulas (polynomial exp/erfc/tanh, relative error below
+ * 5e-7 against the scalar formulas where the result is not tiny: see gemm_vact.h).
  *
  * Threads: gemm_run(..., threads) opens one `#pragma omp parallel num_threads(n)` region
  * when threads > 1 and the product is large enough to gain (see GEMM_PARALLEL_MIN_FLOPS in
