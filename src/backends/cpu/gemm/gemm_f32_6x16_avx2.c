@@ -94,12 +94,14 @@ GEMM_INLINE void tile(const int M, const int NV, size_t nr, size_t kc, const flo
         a += MR;
         b += b_stride;
     }
-    if (post)
-        for (int i = 0; i < M; i++) post_row(NV, post, (size_t)i, m0, m1, &acc[i][0], &acc[i][1]);
+    /* unrolled too: a run-time row index would keep acc in memory, and gcc then stores the
+     * accumulators on every k step */
 #pragma GCC unroll 6
     for (int i = 0; i < M; i++) {
-        _mm256_maskstore_ps(c + i * ldc, m0, acc[i][0]);
-        if (NV == 2) _mm256_maskstore_ps(c + i * ldc + 8, m1, acc[i][1]);
+        __m256 v0 = acc[i][0], v1 = acc[i][1];
+        if (post) post_row(NV, post, (size_t)i, m0, m1, &v0, &v1);
+        _mm256_maskstore_ps(c + i * ldc, m0, v0);
+        if (NV == 2) _mm256_maskstore_ps(c + i * ldc + 8, m1, v1);
     }
 }
 
