@@ -478,46 +478,62 @@ static void test_packed_format(void **state)
         const gemm_isa isa = k_isas[s];
         if (!runs(isa)) continue;
         gcase t;
-        case_make(&t, &r, isa, 37, 45, 70, GEMM_ACT_RELU);
+        case_make(&t, &r, isa, 37, 45, 1100, GEMM_ACT_RELU);
         const gemm_args raw = t.g;
         case_run(&t, 1);
         float *want = malloc(t.c_len * sizeof(float));
         memcpy(want, t.c, t.c_len * sizeof(float));
 
-        const size_t ab = gemm_pack_a_bytes(isa, 37, 70), bb = gemm_pack_b_bytes(isa, 70, 45);
+        const size_t ab = gemm_pack_a_bytes(isa, 37, 1100), bb = gemm_pack_b_bytes(isa, 1100, 45);
         int32_t mr, nr;
         assert_true(gemm_isa_tile(isa, &mr, &nr));
-        assert_int_equal(ab, 64 + (size_t)((37 + mr - 1) / mr * mr) * 70 * 4);
-        assert_int_equal(bb, 64 + (size_t)((45 + nr - 1) / nr * nr) * 70 * 4);
+        assert_int_equal(ab, 64 + (size_t)((37 + mr - 1) / mr * mr) * 1100 * 4);
+        assert_int_equal(bb, 64 + (size_t)((45 + nr - 1) / nr * nr) * 1100 * 4);
         uint8_t *p1 = malloc(bb), *p2 = malloc(bb), *copy = malloc(bb + 64);
         memset(p1, 0x00, bb);
         memset(p2, 0xA5, bb);
-        assert_int_equal(gemm_pack_b(isa, 70, 45, t.b, raw.ldb, raw.trans_b, p1, bb), KILN_OK);
-        assert_int_equal(gemm_pack_b(isa, 70, 45, t.b, raw.ldb, raw.trans_b, p2, bb), KILN_OK);
+        assert_int_equal(gemm_pack_b(isa, 1100, 45, t.b, raw.ldb, raw.trans_b, p1, bb), KILN_OK);
+        assert_int_equal(gemm_pack_b(isa, 1100, 45, t.b, raw.ldb, raw.trans_b, p2, bb), KILN_OK);
         assert_memory_equal(p1, p2, bb);
+        /* the documented layout (gemm.c): K blocks of kb, each all panels of kc x nr */
+        uint32_t kb;
+        memcpy(&kb, p1 + 20, 4);
+        assert_true(kb >= 8 && kb < 1100); /* several K blocks on every path */
+        const float *pay = (const float *)(const void *)(p1 + 64);
+        const int64_t npad = (45 + nr - 1) / nr * nr;
+        for (int64_t k = 0; k < 1100; k++)
+            for (int64_t j = 0; j < npad; j++) {
+                const int64_t k0 = k - k % kb, kc = 1100 - k0 < kb ? 1100 - k0 : kb;
+                const float got = pay[k0 * npad + (j / nr) * kc * nr + (k - k0) * nr + j % nr];
+                const float expect =
+                    j < 45 ? (raw.trans_b ? t.b[j * raw.ldb + k] : t.b[k * raw.ldb + j]) : 0.0f;
+                if (got != expect)
+                    fail_msg("packed B (%lld, %lld): %g, expected %g", (long long)k, (long long)j,
+                             got, expect);
+            }
         /* "serialize": an unaligned copy elsewhere, then run from it */
         memcpy(copy + 4, p1, bb);
-        assert_int_equal(gemm_packed_check(copy + 4, bb, isa, GEMM_OPERAND_B, 70, 45), KILN_OK);
+        assert_int_equal(gemm_packed_check(copy + 4, bb, isa, GEMM_OPERAND_B, 1100, 45), KILN_OK);
         t.g.b = NULL;
         t.g.b_packed = copy + 4;
         case_run(&t, 2);
         assert_memory_equal(t.c, want, t.c_len * sizeof(float));
 
         /* validation */
-        assert_int_equal(gemm_packed_check(p1, bb - 1, isa, GEMM_OPERAND_B, 70, 45),
+        assert_int_equal(gemm_packed_check(p1, bb - 1, isa, GEMM_OPERAND_B, 1100, 45),
                          KILN_ERR_CORRUPT_PLAN);
-        assert_int_equal(gemm_packed_check(p1, bb, isa, GEMM_OPERAND_A, 70, 45),
+        assert_int_equal(gemm_packed_check(p1, bb, isa, GEMM_OPERAND_A, 1100, 45),
                          KILN_ERR_CORRUPT_PLAN);
-        assert_int_equal(gemm_packed_check(p1, bb, isa, GEMM_OPERAND_B, 70, 46),
+        assert_int_equal(gemm_packed_check(p1, bb, isa, GEMM_OPERAND_B, 1100, 46),
                          KILN_ERR_CORRUPT_PLAN);
         const gemm_isa other = isa == GEMM_ISA_GENERIC ? GEMM_ISA_AVX2 : GEMM_ISA_GENERIC;
-        assert_int_equal(gemm_packed_check(p1, bb, other, GEMM_OPERAND_B, 70, 45),
+        assert_int_equal(gemm_packed_check(p1, bb, other, GEMM_OPERAND_B, 1100, 45),
                          KILN_ERR_CORRUPT_PLAN);
         assert_non_null(strstr(kiln_last_error(), "isa"));
         for (size_t off = 0; off < 64; off++) {
             memcpy(p2, p1, bb);
             p2[off] ^= 0x40;
-            if (gemm_packed_check(p2, bb, isa, GEMM_OPERAND_B, 70, 45) == KILN_OK)
+            if (gemm_packed_check(p2, bb, isa, GEMM_OPERAND_B, 1100, 45) == KILN_OK)
                 fail_msg("a flipped bit at header byte %zu passed", off);
         }
         memcpy(p2, p1, bb);
@@ -527,15 +543,15 @@ static void test_packed_format(void **state)
 
         /* pack_a round trip too */
         uint8_t *pa = malloc(ab);
-        assert_int_equal(gemm_pack_a(isa, 37, 70, t.a, raw.lda, raw.trans_a, pa, ab), KILN_OK);
-        assert_int_equal(gemm_packed_check(pa, ab, isa, GEMM_OPERAND_A, 37, 70), KILN_OK);
+        assert_int_equal(gemm_pack_a(isa, 37, 1100, t.a, raw.lda, raw.trans_a, pa, ab), KILN_OK);
+        assert_int_equal(gemm_packed_check(pa, ab, isa, GEMM_OPERAND_A, 37, 1100), KILN_OK);
         t.g.b_packed = NULL;
         t.g.b = t.b;
         t.g.a = NULL;
         t.g.a_packed = pa;
         case_run(&t, 1);
         assert_memory_equal(t.c, want, t.c_len * sizeof(float));
-        assert_int_equal(gemm_pack_a(isa, 37, 70, t.a, raw.lda, raw.trans_a, pa, ab - 1),
+        assert_int_equal(gemm_pack_a(isa, 37, 1100, t.a, raw.lda, raw.trans_a, pa, ab - 1),
                          KILN_ERR_INVALID_ARGUMENT);
         free(pa);
         free(p1);

@@ -21,9 +21,10 @@
  * a[k*lda + i]); B is [K,N] with ldb, or when trans_b [N,K] (element (k,j) at b[j*ldb + k]).
  *
  * Packed operands are plain bytes: a 64-byte header (magic, format version, ISA path, which
- * operand, panel width, rows, cols, payload bytes; little-endian, no pointers, padding
- * zeroed) and then panels of floats, so the same input always gives the same bytes and a
- * plan can store them and use them memory-mapped. gemm_packed_check validates a header.
+ * operand, panel width, K block, rows, cols, payload bytes; little-endian, no pointers,
+ * padding zeroed) and then K blocks of panels of floats (layout in gemm.c), so the same input
+ * always gives the same bytes and a plan can store them and use them memory-mapped.
+ * gemm_packed_check validates a header.
  *
  * Numerics and determinism: every output element is one fused multiply-add chain over
  * k = 0..K-1 in order, starting from 0 (or from C's old value with accumulate), whatever
