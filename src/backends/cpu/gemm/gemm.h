@@ -12,18 +12,19 @@
  *     operand -> gemm_pack_a; the image (1x1 conv: X [Cin, H*W] as is; otherwise its im2col
  *     [Cin*kh*kw, H*W]) is the right operand B, packed on the fly into the scratch; bias per
  *     row (GEMM_BIAS_ROW, one per output channel); C [Cout, H*W] is the NCHW output.
- *   Fully connected with weights [N_out, K] on the left and a vector x [K, 1] (Caffe
- *     InnerProduct at batch 1): prefer the Gemm form x^T [1,K] x W^T, i.e. pack_b(trans_b)
- *     of the weights, which vectorizes along N_out; with N = 1 the Conv form wastes lanes.
+ *   Weights on the left with a narrow right operand (N <= 4: batch-1 fully connected as
+ *     W [N_out, K] x x [K, 1], 1x1 convs on 1x1 images) take a kernel that vectorizes along
+ *     M, so both forms of a batch-1 layer are fine; both are memory-bound on the weights.
  *
  * Layout: row-major everywhere, strides in elements. A is [M,K] with row stride lda, or
  * when trans_a its transpose is given: [K,M] with row stride lda (element (i,k) at
  * a[k*lda + i]); B is [K,N] with ldb, or when trans_b [N,K] (element (k,j) at b[j*ldb + k]).
  *
  * Packed operands are plain bytes: a 64-byte header (magic, format version, ISA path, which
- * operand, panel width, rows, cols, payload bytes; little-endian, no pointers, padding
- * zeroed) and then panels of floats, so the same input always gives the same bytes and a
- * plan can store them and use them memory-mapped. gemm_packed_check validates a header.
+ * operand, panel width, K block, rows, cols, payload bytes; little-endian, no pointers,
+ * padding zeroed) and then K blocks of panels of floats (layout in gemm.c), so the same input
+ * always gives the same bytes and a plan can store them and use them memory-mapped.
+ * gemm_packed_check validates a header.
  *
  * Numerics and determinism: every output element is one fused multiply-add chain over
  * k = 0..K-1 in order, starting from 0 (or from C's old value with accumulate), whatever
@@ -32,8 +33,8 @@
  * and AVX-512 paths give the same products (the portable path rounds a*b and the add
  * separately). Then bias, then residual, then the activation. Activations: the portable path
  * uses the scalar formulas of src/ir/ops/fused_act.c (libm); the AVX2 and AVX-512 paths use
- * vector versions of the same formulas (polynomial exp/erfc/tanh, rel error <= ~1e-6 where
- * the result is not tiny: see gemm_vact.h).
+ * vector versions of the same formulas (polynomial exp/erfc/tanh, relative error below
+ * 5e-7 against the scalar formulas where the result is not tiny: see gemm_vact.h).
  *
  * Threads: gemm_run(..., threads) opens one `#pragma omp parallel num_threads(n)` region
  * when threads > 1 and the product is large enough to gain (see GEMM_PARALLEL_MIN_FLOPS in
@@ -120,8 +121,9 @@ size_t gemm_pack_a_bytes(gemm_isa isa, int64_t m, int64_t k);
 size_t gemm_pack_b_bytes(gemm_isa isa, int64_t k, int64_t n);
 
 /* Packs A [M,K] (see the layout above; trans_a: [K,M] given) or B [K,N] (trans_b: [N,K]
- * given) into `dst` of `dst_bytes` (at least gemm_pack_?_bytes; 64-byte alignment makes the
- * kernel's loads faster but is not required). Every byte of the result is written. Fails with
+ * given) into `dst` of `dst_bytes` (at least gemm_pack_?_bytes). Keep `dst` 64-byte aligned
+ * (plans align weights so): any alignment works, but at 16 bytes every 64-byte load of the
+ * AVX-512 kernel straddles two cache lines (-10% at 1024^3). Every byte is written. Fails with
  * KILN_ERR_INVALID_ARGUMENT (message set) on bad dims, strides or sizes. */
 kiln_status gemm_pack_a(gemm_isa isa, int64_t m, int64_t k, const float *a, int64_t lda,
                         bool trans_a, void *dst, size_t dst_bytes);

@@ -43,10 +43,35 @@ static inline __mmask16 lanes(size_t n) { return n >= 16 ? 0xFFFF : (__mmask16)(
 
 /* ---- the micro-kernel ---- */
 
+/* The post-processing in registers of one row: v0, v1 = columns 0-15, 16-31. */
+GEMM_INLINE void post_row(const int NV, const gemm_post *post, size_t i, __mmask16 m0, __mmask16 m1,
+                          __m512 *v0, __m512 *v1)
+{
+    if (post->bias_col) {
+        *v0 = _mm512_add_ps(*v0, _mm512_maskz_loadu_ps(m0, post->bias_col));
+        if (NV == 2) *v1 = _mm512_add_ps(*v1, _mm512_maskz_loadu_ps(m1, post->bias_col + 16));
+    } else if (post->bias_row) {
+        const __m512 b = _mm512_set1_ps(post->bias_row[i]);
+        *v0 = _mm512_add_ps(*v0, b);
+        if (NV == 2) *v1 = _mm512_add_ps(*v1, b);
+    }
+    if (post->res) {
+        const float *z = post->res + i * post->ldr;
+        *v0 = _mm512_add_ps(*v0, _mm512_maskz_loadu_ps(m0, z));
+        if (NV == 2) *v1 = _mm512_add_ps(*v1, _mm512_maskz_loadu_ps(m1, z + 16));
+    }
+    if (post->act != GEMM_ACT_NONE) {
+        const __m512 alpha = _mm512_set1_ps(post->alpha), beta = _mm512_set1_ps(post->beta);
+        *v0 = vact_cheap(*v0, post->act, alpha, beta);
+        if (NV == 2) *v1 = vact_cheap(*v1, post->act, alpha, beta);
+    }
+}
+
 /* M rows (1..14) by NV vectors (1: nr <= 16, 2: nr <= 32), both constants after inlining,
  * so the accumulators live in registers. */
 GEMM_INLINE void tile(const int M, const int NV, size_t nr, size_t kc, const float *restrict a,
-                      const float *restrict b, float *restrict c, size_t ldc, bool accumulate)
+                      const float *restrict b, size_t b_stride, float *restrict c, size_t ldc,
+                      bool accumulate, const gemm_post *post)
 {
     __m512 acc[MR][2];
     const __mmask16 m0 = lanes(nr), m1 = lanes(nr > 16 ? nr - 16 : 0);
@@ -66,25 +91,30 @@ GEMM_INLINE void tile(const int M, const int NV, size_t nr, size_t kc, const flo
             if (NV == 2) acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
         a += MR;
-        b += NR;
+        b += b_stride;
     }
+    /* unrolled too: a run-time row index would keep acc in memory, and gcc then stores the
+     * accumulators on every k step */
 #pragma GCC unroll 14
     for (int i = 0; i < M; i++) {
-        _mm512_mask_storeu_ps(c + i * ldc, m0, acc[i][0]);
-        if (NV == 2) _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc[i][1]);
+        __m512 v0 = acc[i][0], v1 = acc[i][1];
+        if (post) post_row(NV, post, (size_t)i, m0, m1, &v0, &v1);
+        _mm512_mask_storeu_ps(c + i * ldc, m0, v0);
+        if (NV == 2) _mm512_mask_storeu_ps(c + i * ldc + 16, m1, v1);
     }
 }
 
 #define TILE_ROWS(M)                                                                               \
     case M:                                                                                        \
         if (nr > 16)                                                                               \
-            tile(M, 2, nr, kc, a, b, c, ldc, accumulate);                                          \
+            tile(M, 2, nr, kc, a, b, b_stride, c, ldc, accumulate, post);                          \
         else                                                                                       \
-            tile(M, 1, nr, kc, a, b, c, ldc, accumulate);                                          \
+            tile(M, 1, nr, kc, a, b, b_stride, c, ldc, accumulate, post);                          \
         break;
 
-static void ukernel_14x32(size_t mr, size_t nr, size_t kc, const float *a, const float *b, float *c,
-                          size_t ldc, bool accumulate)
+static void ukernel_14x32(size_t mr, size_t nr, size_t kc, const float *a, const float *b,
+                          size_t b_stride, float *c, size_t ldc, bool accumulate,
+                          const gemm_post *post)
 {
     switch (mr) {
         TILE_ROWS(1)
@@ -208,12 +238,29 @@ static inline void transpose16(__m512 r[16])
     }
 }
 
-/* Source lines contiguous along k (A row-major, B transposed) are a transpose: 16 lines by 16
- * steps at a time through registers; otherwise the portable copy. */
+/* Source lines contiguous along the panel (A transposed, B row-major): masked vector copies.
+ * Lines contiguous along k (A row-major, B transposed): a transpose, 16 lines by 16 steps at
+ * a time through registers. Otherwise the portable loop. */
 static void pack_avx512(float *dst, const float *src, size_t s_k, size_t s_w, size_t kc, size_t wc,
                         size_t w)
 {
-    if (s_k != 1 || s_w == 1) {
+    if (s_w == 1) {
+        /* a copy, zero-filled past wc; source line by source line (k outer), so the reads
+         * are sequential and each touches its page once */
+        for (size_t k = 0; k < kc; k++) {
+            const float *s = src + k * s_k;
+            for (size_t q = 0; q * w < wc; q++) {
+                const size_t n = wc - q * w < w ? wc - q * w : w;
+                float *d = dst + q * kc * w + k * w;
+                for (size_t g = 0; g < w; g += 16) {
+                    const __m512 v = _mm512_maskz_loadu_ps(lanes(n > g ? n - g : 0), s + q * w + g);
+                    _mm512_mask_storeu_ps(d + g, lanes(w - g), v);
+                }
+            }
+        }
+        return;
+    }
+    if (s_k != 1) {
         gemm_pack_generic(dst, src, s_k, s_w, kc, wc, w);
         return;
     }

@@ -14,15 +14,16 @@
  * them, and a libm fmaf would be slow without hardware FMA. Unrolled completely (2.5x faster
  * than gcc -O2's rolled loops, which keep the accumulators in memory); other compilers
  * ignore the pragma. */
-static void ukernel_4x16(size_t mr, size_t nr, size_t kc, const float *a, const float *b, float *c,
-                         size_t ldc, bool accumulate)
+static void ukernel_4x16(size_t mr, size_t nr, size_t kc, const float *a, const float *b,
+                         size_t b_stride, float *c, size_t ldc, bool accumulate,
+                         const gemm_post *post)
 {
     float acc[MR][NR];
     for (size_t i = 0; i < MR; i++)
         for (size_t j = 0; j < NR; j++)
             acc[i][j] = accumulate && i < mr && j < nr ? c[i * ldc + j] : 0.0f;
     for (size_t k = 0; k < kc; k++) {
-        const float *bk = b + k * NR;
+        const float *bk = b + k * b_stride;
 #pragma GCC unroll 4
         for (size_t i = 0; i < MR; i++) {
             const float ai = a[k * MR + i];
@@ -30,23 +31,40 @@ static void ukernel_4x16(size_t mr, size_t nr, size_t kc, const float *a, const 
             for (size_t j = 0; j < NR; j++) acc[i][j] += ai * bk[j];
         }
     }
-    for (size_t i = 0; i < mr; i++)
-        for (size_t j = 0; j < nr; j++) c[i * ldc + j] = acc[i][j];
+    for (size_t i = 0; i < mr; i++) {
+        float *y = c + i * ldc;
+        for (size_t j = 0; j < nr; j++) y[j] = acc[i][j];
+        if (!post) continue;
+        if (post->bias_col)
+            for (size_t j = 0; j < nr; j++) y[j] += post->bias_col[j];
+        else if (post->bias_row)
+            for (size_t j = 0; j < nr; j++) y[j] += post->bias_row[i];
+        if (post->res)
+            for (size_t j = 0; j < nr; j++) y[j] += post->res[i * post->ldr + j];
+        if (post->act != GEMM_ACT_NONE)
+            for (size_t j = 0; j < nr; j++)
+                y[j] = gemm_act_scalar(y[j], post->act, post->alpha, post->beta);
+    }
 }
 
 void gemm_pack_generic(float *dst, const float *src, size_t s_k, size_t s_w, size_t kc, size_t wc,
                        size_t w)
 {
+    if (s_w == 1) {
+        /* lines of the panels are contiguous in the source: copies, source line by source
+         * line (k outer), so the reads are sequential and each touches its page once */
+        for (size_t k = 0; k < kc; k++)
+            for (size_t q = 0; q * w < wc; q++) {
+                const size_t n = wc - q * w < w ? wc - q * w : w;
+                float *d = dst + q * kc * w + k * w;
+                memcpy(d, src + k * s_k + q * w, n * sizeof(float));
+                for (size_t t = n; t < w; t++) d[t] = 0.0f;
+            }
+        return;
+    }
     for (size_t q = 0; q * w < wc; q++, dst += kc * w) {
         const size_t n = wc - q * w < w ? wc - q * w : w;
         const float *s = src + q * w * s_w;
-        if (s_w == 1) { /* rows of the panel are contiguous in the source */
-            for (size_t k = 0; k < kc; k++) {
-                memcpy(dst + k * w, s + k * s_k, n * sizeof(float));
-                for (size_t t = n; t < w; t++) dst[k * w + t] = 0.0f;
-            }
-            continue;
-        }
         /* a transpose: read each source line along k, write with stride w */
         for (size_t t = 0; t < n; t++)
             for (size_t k = 0; k < kc; k++) dst[k * w + t] = s[t * s_w + k * s_k];

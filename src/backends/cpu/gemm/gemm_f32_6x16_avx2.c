@@ -46,8 +46,33 @@ static inline __m256i lanes(size_t n)
 
 /* ---- the micro-kernel ---- */
 
+/* The post-processing in registers of one row: v0, v1 = columns 0-7, 8-15. */
+GEMM_INLINE void post_row(const int NV, const gemm_post *post, size_t i, __m256i m0, __m256i m1,
+                          __m256 *v0, __m256 *v1)
+{
+    if (post->bias_col) {
+        *v0 = _mm256_add_ps(*v0, _mm256_maskload_ps(post->bias_col, m0));
+        if (NV == 2) *v1 = _mm256_add_ps(*v1, _mm256_maskload_ps(post->bias_col + 8, m1));
+    } else if (post->bias_row) {
+        const __m256 b = _mm256_set1_ps(post->bias_row[i]);
+        *v0 = _mm256_add_ps(*v0, b);
+        if (NV == 2) *v1 = _mm256_add_ps(*v1, b);
+    }
+    if (post->res) {
+        const float *z = post->res + i * post->ldr;
+        *v0 = _mm256_add_ps(*v0, _mm256_maskload_ps(z, m0));
+        if (NV == 2) *v1 = _mm256_add_ps(*v1, _mm256_maskload_ps(z + 8, m1));
+    }
+    if (post->act != GEMM_ACT_NONE) {
+        const __m256 alpha = _mm256_set1_ps(post->alpha), beta = _mm256_set1_ps(post->beta);
+        *v0 = vact_cheap(*v0, post->act, alpha, beta);
+        if (NV == 2) *v1 = vact_cheap(*v1, post->act, alpha, beta);
+    }
+}
+
 GEMM_INLINE void tile(const int M, const int NV, size_t nr, size_t kc, const float *restrict a,
-                      const float *restrict b, float *restrict c, size_t ldc, bool accumulate)
+                      const float *restrict b, size_t b_stride, float *restrict c, size_t ldc,
+                      bool accumulate, const gemm_post *post)
 {
     __m256 acc[MR][2];
     const __m256i m0 = lanes(nr), m1 = lanes(nr > 8 ? nr - 8 : 0);
@@ -67,25 +92,30 @@ GEMM_INLINE void tile(const int M, const int NV, size_t nr, size_t kc, const flo
             if (NV == 2) acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
         }
         a += MR;
-        b += NR;
+        b += b_stride;
     }
+    /* unrolled too: a run-time row index would keep acc in memory, and gcc then stores the
+     * accumulators on every k step */
 #pragma GCC unroll 6
     for (int i = 0; i < M; i++) {
-        _mm256_maskstore_ps(c + i * ldc, m0, acc[i][0]);
-        if (NV == 2) _mm256_maskstore_ps(c + i * ldc + 8, m1, acc[i][1]);
+        __m256 v0 = acc[i][0], v1 = acc[i][1];
+        if (post) post_row(NV, post, (size_t)i, m0, m1, &v0, &v1);
+        _mm256_maskstore_ps(c + i * ldc, m0, v0);
+        if (NV == 2) _mm256_maskstore_ps(c + i * ldc + 8, m1, v1);
     }
 }
 
 #define TILE_ROWS(M)                                                                               \
     case M:                                                                                        \
         if (nr > 8)                                                                                \
-            tile(M, 2, nr, kc, a, b, c, ldc, accumulate);                                          \
+            tile(M, 2, nr, kc, a, b, b_stride, c, ldc, accumulate, post);                          \
         else                                                                                       \
-            tile(M, 1, nr, kc, a, b, c, ldc, accumulate);                                          \
+            tile(M, 1, nr, kc, a, b, b_stride, c, ldc, accumulate, post);                          \
         break;
 
-static void ukernel_6x16(size_t mr, size_t nr, size_t kc, const float *a, const float *b, float *c,
-                         size_t ldc, bool accumulate)
+static void ukernel_6x16(size_t mr, size_t nr, size_t kc, const float *a, const float *b,
+                         size_t b_stride, float *c, size_t ldc, bool accumulate,
+                         const gemm_post *post)
 {
     switch (mr) {
         TILE_ROWS(1)

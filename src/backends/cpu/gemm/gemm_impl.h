@@ -5,11 +5,27 @@
 
 #include "backends/cpu/gemm/gemm.h"
 
+/* What a micro-kernel applies in registers before it stores a tile, after the tile's last K
+ * block: bias, residual and the activations that cost a compare (relu, leaky relu, clip). The
+ * others (exp, erfc, tanh) run afterwards over the stored tile (gemm_kernel.epilogue with
+ * only `act` set), while it is in L1. Pointers are at the tile's corner. */
+typedef struct gemm_post {
+    const float *bias_col; /* [nr]: added to each row; or NULL */
+    const float *bias_row; /* [mr]: bias_row[i] added to row i; or NULL */
+    const float *res;      /* [mr x nr], row stride ldr; or NULL */
+    size_t ldr;
+    gemm_act act; /* GEMM_ACT_NONE, _RELU, _LEAKY_RELU or _CLIP here */
+    float alpha, beta;
+} gemm_post;
+
 /* C[mr x nr] (row stride ldc) = (accumulate ? C : 0) + A-panel x B-panel over kc steps, each
- * element one FMA chain in k order. a: kc groups of MR floats (the tile's rows, k-major);
- * b: kc groups of NR floats (zero past the last column). mr <= MR, nr <= NR, kc >= 0. */
+ * element one FMA chain in k order, then `post` (NULL: none). a: kc groups of MR floats (the
+ * tile's rows, k-major); b: kc rows of NR floats, b_stride floats apart (NR for packed
+ * panels, ldb when B is read in place), readable up to NR columns (lanes past nr are
+ * computed and dropped; packed panels hold zeros there). mr <= MR, nr <= NR, kc >= 0. */
 typedef void (*gemm_ukernel_fn)(size_t mr, size_t nr, size_t kc, const float *a, const float *b,
-                                float *c, size_t ldc, bool accumulate);
+                                size_t b_stride, float *c, size_t ldc, bool accumulate,
+                                const gemm_post *post);
 
 /* The narrow-N kernel: the same chains vectorized along M, for N <= 4 where a tile of NR
  * columns would waste lanes. Rows: `panels` (1..4) A-panels of MR rows, `a_panel_stride`
