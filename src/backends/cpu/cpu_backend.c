@@ -109,6 +109,7 @@ static const struct {
     const backend_kernel *kernels;
     const int32_t *count;
 } g_tables[] = {
+    {cpu_dwpool_kernels, &cpu_dwpool_kernel_count},
     {cpu_gemm_kernels, &cpu_gemm_kernel_count},
     {cpu_nchwc_kernels, &cpu_nchwc_kernel_count},
     {g_kernels, &g_kernel_count},
