@@ -278,15 +278,74 @@ static void test_dwconv_fast_paths(void **state)
             }
 }
 
+/* Rows wider than the per-layer mask tables hold (300 columns) and kernels wider than 8:
+ * the border masks are then worked out chunk by chunk; pools too. */
+static void test_wide_rows_and_kernels(void **state)
+{
+    (void)state;
+    tu_rng r = {14};
+    const int64_t forms[][7] = {
+        /* h, w, kh, kw, stride, pad (each side), dilation */
+        {5, 300, 3, 3, 1, 1, 1},  {6, 300, 5, 5, 2, 2, 1}, {6, 290, 3, 3, 3, 0, 2},
+        {12, 40, 9, 9, 1, 4, 1},  {13, 41, 9, 9, 2, 4, 1}, {7, 37, 1, 11, 1, 5, 1},
+        {25, 60, 11, 9, 3, 3, 2}, {3, 280, 2, 4, 2, 1, 1},
+    };
+    const char *ops[] = {"kiln.Conv", "MaxPool", "AveragePool"};
+    for (size_t f = 0; f < sizeof forms / sizeof *forms; f++)
+        for (int o = 0; o < 3; o++) {
+            const int64_t *q = forms[f];
+            layer L;
+            memset(&L, 0, sizeof L);
+            L.op = ops[o];
+            L.kernel[0] = q[2];
+            L.kernel[1] = q[3];
+            L.strides[0] = L.strides[1] = q[4];
+            for (int d = 0; d < 4; d++) L.pads[d] = q[5];
+            L.dils[0] = L.dils[1] = q[6];
+            L.attrs[L.n_attrs++] = KILN_ATTR_IS("kernel_shape", L.kernel, 2);
+            L.attrs[L.n_attrs++] = KILN_ATTR_IS("strides", L.strides, 2);
+            L.attrs[L.n_attrs++] = KILN_ATTR_IS("pads", L.pads, 4);
+            L.attrs[L.n_attrs++] = KILN_ATTR_IS("dilations", L.dils, 2);
+            snprintf(L.what, sizeof L.what, "%s wide form %zu", L.op, f);
+            L.in[0] = random_tensor(&r, 4, (int64_t[]){1, 3, q[0], q[1]}, -2.0f, 2.0f);
+            L.n_in = 1;
+            if (o == 0) {
+                L.attrs[L.n_attrs++] = KILN_ATTR_I("group", 3);
+                L.attrs[L.n_attrs++] = KILN_ATTR_S("activation", "Relu");
+                L.in[1] = random_tensor(&r, 4, (int64_t[]){3, 1, q[2], q[3]}, -1.0f, 1.0f);
+                L.in[2] = random_tensor(&r, 1, (int64_t[]){3}, -1.0f, 1.0f);
+                L.n_in = 3;
+            } else if (o == 2) {
+                L.attrs[L.n_attrs++] = KILN_ATTR_I("count_include_pad", (int64_t)(f % 2));
+            }
+            assert_true(check_layer(&L, o == 0 ? "dwconv" : "pool", o > 0, true, 1) > 0);
+            layer_free(&L);
+        }
+}
+
 /* Outputs do not depend on the thread count (bit for bit), on planes large enough to split. */
 static void test_dwconv_threads(void **state)
 {
     (void)state;
     tu_rng r = {13};
     char *saved = isa_save();
-    for (int t = 0; t < 6; t++) {
+    for (int t = 0; t < 8; t++) {
         layer L;
         random_dwconv(&r, &L, true);
+        if (t >= 6) { /* fewer planes than threads: planes are cut into row ranges */
+            ir_tensor x1 = random_tensor(&r, 4, (int64_t[]){1, 2, 80, 77}, -2.0f, 2.0f);
+            int64_t mult = L.in[1].shape.d[0] / L.in[0].shape.d[1];
+            ir_tensor w1 = random_tensor(
+                &r, 4, (int64_t[]){2 * mult, 1, L.in[1].shape.d[2], L.in[1].shape.d[3]}, -1.0f,
+                1.0f);
+            layer_free(&L);
+            L.in[0] = x1;
+            L.in[1] = w1;
+            L.n_in = 2;
+            for (int32_t i = 0; i < L.n_attrs; i++)
+                if (strcmp(L.attrs[i].name, "group") == 0) L.attrs[i] = KILN_ATTR_I("group", 2);
+            strcat(L.what, " (as 1x2x80x77, no bias or Z)");
+        }
         ir_tensor ref;
         if (!run_reference(&L, &ref)) {
             layer_free(&L);
@@ -575,9 +634,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dwconv_random),  cmocka_unit_test(test_dwconv_fast_paths),
-        cmocka_unit_test(test_dwconv_threads), cmocka_unit_test(test_pool_random),
-        cmocka_unit_test(test_pool_corners),   cmocka_unit_test(test_pool_threads),
-        cmocka_unit_test(test_global_pools),   cmocka_unit_test(test_not_taken),
+        cmocka_unit_test(test_dwconv_threads), cmocka_unit_test(test_wide_rows_and_kernels),
+        cmocka_unit_test(test_pool_random),    cmocka_unit_test(test_pool_corners),
+        cmocka_unit_test(test_pool_threads),   cmocka_unit_test(test_global_pools),
+        cmocka_unit_test(test_not_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,6 +46,41 @@
 
 #define DWP_INLINE static inline __attribute__((always_inline))
 
+/* The template's own functions, named per path (NAME) through these. */
+#define avg_count_v     NAME(avg_count)
+#define chunk_v         NAME(chunk)
+#define conv_epilogue_v NAME(conv_epilogue)
+#define flat_v          NAME(flat)
+#define flat_prepare_v  NAME(flat_prepare)
+#define global_avg_v    NAME(global_avg)
+#define global_max_v    NAME(global_max)
+#define max_scalar_v    NAME(max_scalar)
+#define plane_init_v    NAME(plane_init)
+#define range_bits_v    NAME(range_bits)
+#define row_v           NAME(row)
+#define row2_v          NAME(row2)
+#define rows_avg_v      NAME(rows_avg)
+#define rows_avgs1_v    NAME(rows_avgs1)
+#define rows_avgs2_v    NAME(rows_avgs2)
+#define rows_conv_v     NAME(rows_conv)
+#define rows_conv3_v    NAME(rows_conv3)
+#define rows_conv3s1_v  NAME(rows_conv3s1)
+#define rows_conv3s2_v  NAME(rows_conv3s2)
+#define rows_conv5_v    NAME(rows_conv5)
+#define rows_conv5s1_v  NAME(rows_conv5s1)
+#define rows_conv5s2_v  NAME(rows_conv5s2)
+#define rows_convs1_v   NAME(rows_convs1)
+#define rows_convs2_v   NAME(rows_convs2)
+#define rows_max_v      NAME(rows_max)
+#define rows_maxs1_v    NAME(rows_maxs1)
+#define rows_maxs2_v    NAME(rows_maxs2)
+#define rows_t_v        NAME(rows_t)
+#define s2_bits_v       NAME(s2_bits)
+#define tap_v           NAME(tap)
+#define tap_m_v         NAME(tap_m)
+#define taps_v          NAME(taps)
+#define taps2_v         NAME(taps2)
+
 #define DWP_TAB_CH     16  /* chunks of a row with masks in the tables */
 #define DWP_TAB_K      8   /* taps of a row with masks in the tables */
 #define DWP_FLAT_VEC   16  /* vectors of a plane on the flat path */
@@ -70,14 +105,14 @@ typedef struct dwp_prep {
 
 _Static_assert(sizeof(dwp_prep) <= DWP_PREP_BYTES, "dwp_prep outgrows dwp_args.prep");
 
-static uint32_t NAME(range_bits)(int64_t lo, int64_t hi)
+static uint32_t range_bits_v(int64_t lo, int64_t hi)
 {
     return hi > lo ? (uint32_t)(((1ull << hi) - 1u) & ~((1ull << lo) - 1u)) : 0u;
 }
 
 /* The element masks of VF_LOAD_S2M's two loads for the lanes `bits`: lane l takes element
  * 2l, from the first load (elements 0..VL-1) or the second (VL-1..2VL-2). */
-static void NAME(s2_bits)(uint32_t bits, uint32_t *a, uint32_t *b)
+static void s2_bits_v(uint32_t bits, uint32_t *a, uint32_t *b)
 {
     *a = *b = 0;
     for (int l = 0; l < VL; l++) {
@@ -93,7 +128,7 @@ static void NAME(s2_bits)(uint32_t bits, uint32_t *a, uint32_t *b)
 /* The flat path's tables, when the layer fits it: a K x K convolution (K 3 or 5, dilation 1
  * along the row) with equal strides 1 or 2, planes of at most DWP_FLAT_VEC vectors narrower
  * than one, and the input as wide as the output (stride 1) or at most twice (stride 2). */
-static void NAME(flat_prepare)(const dwp_args *a, dwp_prep *t)
+static void flat_prepare_v(const dwp_args *a, dwp_prep *t)
 {
     const int64_t k = a->kh, s = a->sh, ow = a->ow, total = a->oh * a->ow;
     t->nvec = 0;
@@ -148,9 +183,9 @@ void NAME(dwp_prepare)(dwp_args *a)
                 dwp_cols(a, kx, &lo, &hi);
                 lo = lo > ox ? lo - ox : 0;
                 hi = hi - ox < n ? hi - ox : n;
-                const uint32_t bits = NAME(range_bits)(lo, hi);
+                const uint32_t bits = range_bits_v(lo, hi);
                 uint32_t ea, eb;
-                NAME(s2_bits)(bits, &ea, &eb);
+                s2_bits_v(bits, &ea, &eb);
                 if (lo != 0 || hi != VL) full = false;
                 t->lm[j][kx] = LM_BITS(bits);
                 t->ema[j][kx] = LM_BITS(ea);
@@ -161,7 +196,7 @@ void NAME(dwp_prepare)(dwp_args *a)
         t->nch = nch;
     }
 #ifdef DWP_FLAT
-    NAME(flat_prepare)(a, t);
+    flat_prepare_v(a, t);
 #endif
 }
 
@@ -183,7 +218,7 @@ typedef struct dwp_plane {
     bool epilogue;
 } dwp_plane;
 
-DWP_INLINE void NAME(plane_init)(dwp_plane *c, const dwp_args *a, int64_t p)
+DWP_INLINE void plane_init_v(dwp_plane *c, const dwp_args *a, int64_t p)
 {
     const int64_t oc = p % a->c_out, img = p / a->c_out;
     c->a = a;
@@ -222,7 +257,7 @@ DWP_INLINE void NAME(plane_init)(dwp_plane *c, const dwp_args *a, int64_t p)
 
 /* MaxPool's output (oy, ox) by the reference's rule: the first maximum in tap order wins
  * and a NaN wins over numbers; -inf when no tap is inside. */
-static float NAME(max_scalar)(const dwp_plane *c, int64_t oy, int64_t ox)
+static float max_scalar_v(const dwp_plane *c, int64_t oy, int64_t ox)
 {
     int64_t ky_lo, ky_hi, kx_lo, kx_hi;
     const int64_t iy0 = oy * c->sh - c->ph, ix0 = ox * c->sw - c->pw;
@@ -240,7 +275,7 @@ static float NAME(max_scalar)(const dwp_plane *c, int64_t oy, int64_t ox)
 }
 
 /* The interior tap of lanes l: p[l * s]. */
-DWP_INLINE VF NAME(tap)(const int S, const float *p, int64_t s)
+DWP_INLINE VF tap_v(const int S, const float *p, int64_t s)
 {
     if (S == 1) return VF_LOAD(p);
     if (S == 2) return VF_LOAD_S2(p);
@@ -248,7 +283,7 @@ DWP_INLINE VF NAME(tap)(const int S, const float *p, int64_t s)
 }
 
 /* A border tap, lanes of m only. */
-DWP_INLINE VF NAME(tap_m)(const int S, const float *p, int64_t s, LM m)
+DWP_INLINE VF tap_m_v(const int S, const float *p, int64_t s, LM m)
 {
     if (S == 1) return VF_LOADM(p, m);
     return VF_GATHERM(p, s, m);
@@ -271,8 +306,8 @@ DWP_INLINE VF NAME(tap_m)(const int S, const float *p, int64_t s, LM m)
         }                                                                                          \
     } while (0)
 
-static void NAME(conv_epilogue)(float *y, const float *z, int64_t n, gemm_act act, float alpha,
-                                float beta)
+static void conv_epilogue_v(float *y, const float *z, int64_t n, gemm_act act, float alpha,
+                            float beta)
 {
     const VF va = VF_SET1(alpha), vb = VF_SET1(beta);
     switch (act) {
@@ -292,7 +327,7 @@ static void NAME(conv_epilogue)(float *y, const float *z, int64_t n, gemm_act ac
 }
 
 /* AveragePool's divisor of output (oy's row count cy, ox). */
-static float NAME(avg_count)(const dwp_args *a, int64_t cy, int64_t ox)
+static float avg_count_v(const dwp_args *a, int64_t cy, int64_t ox)
 {
     int64_t cx = dwp_avg_taps(ox * a->sw - a->pw, a->iw, a->pe_w, a->kw, a->dw, a->include_pad);
     return (float)(cy * cx);
@@ -306,10 +341,10 @@ static float NAME(avg_count)(const dwp_args *a, int64_t cy, int64_t ox)
  * emb), else they are worked out from the column ranges. K (0: c->kh x c->kw; else K x K
  * with dilation 1 along the row) and S (the column stride, 0: c->sw) are constants after
  * inlining. */
-DWP_INLINE VF NAME(taps)(const int OP, const int K, const int S, const bool FULL, const bool TAB,
-                         const bool ALL, const dwp_plane *c, const float *const *rp, int64_t ky_lo,
-                         int64_t ky_hi, const VF *wv, const LM *lm, const LM *ema, const LM *emb,
-                         VF acc, int64_t ox, int64_t n, LM *nan)
+DWP_INLINE VF taps_v(const int OP, const int K, const int S, const bool FULL, const bool TAB,
+                     const bool ALL, const dwp_plane *c, const float *const *rp, int64_t ky_lo,
+                     int64_t ky_hi, const VF *wv, const LM *lm, const LM *ema, const LM *emb,
+                     VF acc, int64_t ox, int64_t n, LM *nan)
 {
     const int64_t kw = K ? K : c->kw, sw = S ? S : c->sw, dw = K ? 1 : c->dw;
     const int64_t y0 = ALL ? 0 : ky_lo, y1 = ALL ? K : ky_hi;
@@ -322,16 +357,16 @@ DWP_INLINE VF NAME(taps)(const int OP, const int K, const int S, const bool FULL
             LM m = LM_ALL;
             VF v;
             if (FULL) {
-                v = NAME(tap)(S, p, sw);
+                v = tap_v(S, p, sw);
             } else if (TAB) {
                 m = lm[kx];
-                v = S == 2 ? VF_LOAD_S2M(p, ema[kx], emb[kx]) : NAME(tap_m)(S, p, sw, m);
+                v = S == 2 ? VF_LOAD_S2M(p, ema[kx], emb[kx]) : tap_m_v(S, p, sw, m);
             } else {
                 const int64_t lo = c->col_lo[kx] > ox ? c->col_lo[kx] - ox : 0;
                 const int64_t hi = c->col_hi[kx] - ox < n ? c->col_hi[kx] - ox : n;
                 if (lo >= hi) continue;
                 m = LM_RANGE(lo, hi);
-                v = NAME(tap_m)(S, p, sw, m);
+                v = tap_m_v(S, p, sw, m);
             }
             if (OP == DWP_CONV) {
                 const VF w = K ? wv[ky * K + kx] : VF_SET1(c->wp[ky * kw + kx]);
@@ -349,15 +384,14 @@ DWP_INLINE VF NAME(taps)(const int OP, const int K, const int S, const bool FULL
 
 /* One chunk: its taps, then the store (a max pool meeting a NaN redoes the chunk by the
  * scalar rule; an average pool divides by each output's count, NaN for none). */
-DWP_INLINE void NAME(chunk)(const int OP, const int K, const int S, const bool FULL, const bool TAB,
-                            const bool ALL, const dwp_plane *c, const float *const *rp,
-                            int64_t ky_lo, int64_t ky_hi, const VF *wv, const LM *lm, const LM *ema,
-                            const LM *emb, VF init, int64_t oy, int64_t cy, int64_t ox, int64_t n,
-                            float *y)
+DWP_INLINE void chunk_v(const int OP, const int K, const int S, const bool FULL, const bool TAB,
+                        const bool ALL, const dwp_plane *c, const float *const *rp, int64_t ky_lo,
+                        int64_t ky_hi, const VF *wv, const LM *lm, const LM *ema, const LM *emb,
+                        VF init, int64_t oy, int64_t cy, int64_t ox, int64_t n, float *y)
 {
     LM nan = LM_RANGE(0, 0);
-    VF acc = NAME(taps)(OP, K, S, FULL, TAB, ALL, c, rp, ky_lo, ky_hi, wv, lm, ema, emb, init, ox,
-                        n, &nan);
+    VF acc =
+        taps_v(OP, K, S, FULL, TAB, ALL, c, rp, ky_lo, ky_hi, wv, lm, ema, emb, init, ox, n, &nan);
     const LM tail = FULL ? LM_ALL : LM_RANGE(0, n);
     if (OP == DWP_CONV) acc = VF_MIN(c->hi, VF_MAX(c->lo, acc));
     float cnt[VL];
@@ -365,8 +399,7 @@ DWP_INLINE void NAME(chunk)(const int OP, const int K, const int S, const bool F
         if (FULL) {
             acc = VF_DIV(acc, VF_SET1((float)(cy * c->kw)));
         } else {
-            for (int64_t l = 0; l < VL; l++)
-                cnt[l] = l < n ? NAME(avg_count)(c->a, cy, ox + l) : 1.0f;
+            for (int64_t l = 0; l < VL; l++) cnt[l] = l < n ? avg_count_v(c->a, cy, ox + l) : 1.0f;
             acc = VF_DIV(acc, VF_LOAD(cnt));
         }
     }
@@ -375,7 +408,7 @@ DWP_INLINE void NAME(chunk)(const int OP, const int K, const int S, const bool F
     else
         VF_STOREM(y + ox, tail, acc);
     if (OP == DWP_MAX && LM_ANY(nan))
-        for (int64_t l = 0; l < n; l++) y[ox + l] = NAME(max_scalar)(c, oy, ox + l);
+        for (int64_t l = 0; l < n; l++) y[ox + l] = max_scalar_v(c, oy, ox + l);
     /* an empty window: NaN, as the reference (0 / 0 would give the negative one) */
     if (OP == DWP_AVG)
         for (int64_t l = 0; l < n; l++)
@@ -384,20 +417,22 @@ DWP_INLINE void NAME(chunk)(const int OP, const int K, const int S, const bool F
 
 /* One output row: the tables' chunks, or without tables border chunks masked as worked out
  * and the interior whole where a chunk fits in it. */
-DWP_INLINE void NAME(row)(const int OP, const int K, const int S, const bool ALL,
-                          const dwp_plane *c, const float *const *rp, int64_t ky_lo, int64_t ky_hi,
-                          const VF *wv, VF init, int64_t oy, int64_t cy, float *y)
+DWP_INLINE void row_v(const int OP, const int K, const int S, const bool ALL, const dwp_plane *c,
+                      const float *const *rp, int64_t ky_lo, int64_t ky_hi, const VF *wv, VF init,
+                      int64_t oy, int64_t cy, float *y)
 {
     const dwp_prep *t = c->t;
     const int64_t ow = c->ow;
     if (t->nch) {
         for (int64_t j = 0; j < t->nch; j++) {
             const int64_t ox = j * VL, n = ow - ox < VL ? ow - ox : VL;
-            if (t->full[j]) NAME(chunk)
-            (OP, K, S, true, false, ALL, c, rp, ky_lo, ky_hi, wv, NULL, NULL, NULL, init, oy, cy,
-             ox, VL, y);
-            else NAME(chunk)(OP, K, S, false, true, ALL, c, rp, ky_lo, ky_hi, wv, t->lm[j],
-                             t->ema[j], t->emb[j], init, oy, cy, ox, n, y);
+            if (t->full[j]) {
+                chunk_v(OP, K, S, true, false, ALL, c, rp, ky_lo, ky_hi, wv, NULL, NULL, NULL, init,
+                        oy, cy, ox, VL, y);
+            } else {
+                chunk_v(OP, K, S, false, true, ALL, c, rp, ky_lo, ky_hi, wv, t->lm[j], t->ema[j],
+                        t->emb[j], init, oy, cy, ox, n, y);
+            }
         }
         return;
     }
@@ -406,29 +441,27 @@ DWP_INLINE void NAME(row)(const int OP, const int K, const int S, const bool ALL
     if (int_hi - int_lo >= VL) {
         while (ox < int_lo) {
             const int64_t n = int_lo - ox < VL ? int_lo - ox : VL;
-            NAME(chunk)
-            (OP, K, S, false, false, ALL, c, rp, ky_lo, ky_hi, wv, NULL, NULL, NULL, init, oy, cy,
-             ox, n, y);
+            chunk_v(OP, K, S, false, false, ALL, c, rp, ky_lo, ky_hi, wv, NULL, NULL, NULL, init,
+                    oy, cy, ox, n, y);
             ox += n;
         }
-        for (; ox + VL <= int_hi; ox += VL) NAME(chunk)
-        (OP, K, S, true, false, ALL, c, rp, ky_lo, ky_hi, wv, NULL, NULL, NULL, init, oy, cy, ox,
-         VL, y);
+        for (; ox + VL <= int_hi; ox += VL)
+            chunk_v(OP, K, S, true, false, ALL, c, rp, ky_lo, ky_hi, wv, NULL, NULL, NULL, init, oy,
+                    cy, ox, VL, y);
     }
     for (; ox < ow; ox += VL) {
         const int64_t n = ow - ox < VL ? ow - ox : VL;
-        NAME(chunk)
-        (OP, K, S, false, false, ALL, c, rp, ky_lo, ky_hi, wv, NULL, NULL, NULL, init, oy, cy, ox,
-         n, y);
+        chunk_v(OP, K, S, false, false, ALL, c, rp, ky_lo, ky_hi, wv, NULL, NULL, NULL, init, oy,
+                cy, ox, n, y);
     }
 }
 
 /* Two output rows at once, oy and oy + SH (every tap of both inside vertically, dilation 1):
  * they read the K + SH input rows rp[0..], each loaded tap serving both where it falls in
  * both windows; two independent chains of FMAs, each in its output's tap order. */
-DWP_INLINE void NAME(taps2)(const int K, const int S, const int SH, const bool FULL,
-                            const dwp_plane *c, const float *const *rp, const VF *wv, const LM *lm,
-                            const LM *ema, const LM *emb, VF *acc0, VF *acc1, int64_t ox)
+DWP_INLINE void taps2_v(const int K, const int S, const int SH, const bool FULL, const dwp_plane *c,
+                        const float *const *rp, const VF *wv, const LM *lm, const LM *ema,
+                        const LM *emb, VF *acc0, VF *acc1, int64_t ox)
 {
     const int64_t sw = S ? S : c->sw;
 #pragma GCC unroll 7
@@ -440,10 +473,10 @@ DWP_INLINE void NAME(taps2)(const int K, const int S, const int SH, const bool F
             LM m = LM_ALL;
             VF v;
             if (FULL) {
-                v = NAME(tap)(S, p, sw);
+                v = tap_v(S, p, sw);
             } else {
                 m = lm[kx];
-                v = S == 2 ? VF_LOAD_S2M(p, ema[kx], emb[kx]) : NAME(tap_m)(S, p, sw, m);
+                v = S == 2 ? VF_LOAD_S2M(p, ema[kx], emb[kx]) : tap_m_v(S, p, sw, m);
             }
             if (r < K) {
                 const VF w = wv[r * K + kx];
@@ -457,8 +490,8 @@ DWP_INLINE void NAME(taps2)(const int K, const int S, const int SH, const bool F
     }
 }
 
-DWP_INLINE void NAME(row2)(const int K, const int S, const int SH, const dwp_plane *c,
-                           const float *const *rp, const VF *wv, VF init, float *y0, float *y1)
+DWP_INLINE void row2_v(const int K, const int S, const int SH, const dwp_plane *c,
+                       const float *const *rp, const VF *wv, VF init, float *y0, float *y1)
 {
     const dwp_prep *t = c->t;
     const int64_t ow = c->ow;
@@ -466,11 +499,11 @@ DWP_INLINE void NAME(row2)(const int K, const int S, const int SH, const dwp_pla
         const int64_t ox = j * VL, n = ow - ox < VL ? ow - ox : VL;
         VF a0 = init, a1 = init;
         if (t->full[j]) {
-            NAME(taps2)(K, S, SH, true, c, rp, wv, NULL, NULL, NULL, &a0, &a1, ox);
+            taps2_v(K, S, SH, true, c, rp, wv, NULL, NULL, NULL, &a0, &a1, ox);
             VF_STORE(y0 + ox, VF_MIN(c->hi, VF_MAX(c->lo, a0)));
             VF_STORE(y1 + ox, VF_MIN(c->hi, VF_MAX(c->lo, a1)));
         } else {
-            NAME(taps2)(K, S, SH, false, c, rp, wv, t->lm[j], t->ema[j], t->emb[j], &a0, &a1, ox);
+            taps2_v(K, S, SH, false, c, rp, wv, t->lm[j], t->ema[j], t->emb[j], &a0, &a1, ox);
             VF_STOREM(y0 + ox, LM_RANGE(0, n), VF_MIN(c->hi, VF_MAX(c->lo, a0)));
             VF_STOREM(y1 + ox, LM_RANGE(0, n), VF_MIN(c->hi, VF_MAX(c->lo, a1)));
         }
@@ -479,7 +512,7 @@ DWP_INLINE void NAME(row2)(const int K, const int S, const int SH, const dwp_pla
 
 #ifdef DWP_FLAT
 /* A whole plane on the flat path (dwp_prep's nvec vectors). */
-DWP_INLINE void NAME(flat)(const int K, const int S, const dwp_plane *c, const VF *wv)
+DWP_INLINE void flat_v(const int K, const int S, const dwp_plane *c, const VF *wv)
 {
     const dwp_prep *t = c->t;
     const int64_t ow = c->ow, total = c->oh * ow;
@@ -544,19 +577,19 @@ DWP_INLINE void NAME(flat)(const int K, const int S, const dwp_plane *c, const V
 #endif
 
 /* Output rows [oy0, oy1) of plane p for one (OP, K, S). */
-DWP_INLINE void NAME(rows_t)(const int OP, const int K, const int S, const dwp_args *a, int64_t p,
-                             int64_t oy0, int64_t oy1)
+DWP_INLINE void rows_t_v(const int OP, const int K, const int S, const dwp_args *a, int64_t p,
+                         int64_t oy0, int64_t oy1)
 {
     dwp_plane c;
-    NAME(plane_init)(&c, a, p);
+    plane_init_v(&c, a, p);
     VF wv[25];
     if (OP == DWP_CONV && K)
         for (int t = 0; t < K * K; t++) wv[t] = VF_SET1(c.wp[t]);
 #ifdef DWP_FLAT
     if (OP == DWP_CONV && K && (S == 1 || S == 2) && c.t->nvec && oy0 == 0 && oy1 == c.oh) {
-        NAME(flat)(K, S, &c, wv);
+        flat_v(K, S, &c, wv);
         if (c.epilogue)
-            NAME(conv_epilogue)(c.yp, c.zp, c.oh * c.ow, (gemm_act)a->act, a->alpha, a->beta);
+            conv_epilogue_v(c.yp, c.zp, c.oh * c.ow, (gemm_act)a->act, a->alpha, a->beta);
         return;
     }
 #endif
@@ -575,11 +608,11 @@ DWP_INLINE void NAME(rows_t)(const int OP, const int K, const int S, const dwp_a
         if (pairs && oy + 1 < oy1 && iy0 >= 0 && iy0 + sh + K <= c.ih) {
             for (int64_t r = 0; r < K + sh; r++) rp[r] = c.xp + (iy0 + r) * c.iw - c.pw;
             if (sh == 1)
-                NAME(row2)(K, S, 1, &c, rp, wv, init, y, y + c.ow);
+                row2_v(K, S, 1, &c, rp, wv, init, y, y + c.ow);
             else
-                NAME(row2)(K, S, 2, &c, rp, wv, init, y, y + c.ow);
+                row2_v(K, S, 2, &c, rp, wv, init, y, y + c.ow);
             if (c.epilogue) {
-                NAME(conv_epilogue)(y, z, 2 * c.ow, (gemm_act)a->act, a->alpha, a->beta);
+                conv_epilogue_v(y, z, 2 * c.ow, (gemm_act)a->act, a->alpha, a->beta);
             }
             oy += 2;
             continue;
@@ -589,11 +622,11 @@ DWP_INLINE void NAME(rows_t)(const int OP, const int K, const int S, const dwp_a
         /* column 0 of each row read; before the row's start by the pad (masked lanes only) */
         for (int64_t ky = ky_lo; ky < ky_hi; ky++) rp[ky] = c.xp + (iy0 + ky * c.dh) * c.iw - c.pw;
         if (K && ky_lo == 0 && ky_hi == K)
-            NAME(row)(OP, K, S, true, &c, rp, ky_lo, ky_hi, wv, init, oy, cy, y);
+            row_v(OP, K, S, true, &c, rp, ky_lo, ky_hi, wv, init, oy, cy, y);
         else
-            NAME(row)(OP, K, S, false, &c, rp, ky_lo, ky_hi, wv, init, oy, cy, y);
+            row_v(OP, K, S, false, &c, rp, ky_lo, ky_hi, wv, init, oy, cy, y);
         if (OP == DWP_CONV && c.epilogue) {
-            NAME(conv_epilogue)(y, z, c.ow, (gemm_act)a->act, a->alpha, a->beta);
+            conv_epilogue_v(y, z, c.ow, (gemm_act)a->act, a->alpha, a->beta);
         }
         oy++;
     }
@@ -602,7 +635,7 @@ DWP_INLINE void NAME(rows_t)(const int OP, const int K, const int S, const dwp_a
 #define DWP_ROWS(OP, K, S, suffix)                                                                 \
     static void NAME(rows_##suffix)(const dwp_args *a, int64_t p, int64_t oy0, int64_t oy1)        \
     {                                                                                              \
-        NAME(rows_t)(OP, K, S, a, p, oy0, oy1);                                                    \
+        rows_t_v(OP, K, S, a, p, oy0, oy1);                                                        \
     }
 
 DWP_ROWS(DWP_CONV, 3, 1, conv3s1)
@@ -627,15 +660,15 @@ void NAME(dwp_rows)(const dwp_args *a, int64_t p, int64_t oy0, int64_t oy1)
 {
     /* [op][kernel: 3x3, 5x5, other][column stride: 1, 2, other] */
     static const dwp_rows_fn fns[3][3][3] = {
-        {{NAME(rows_conv3s1), NAME(rows_conv3s2), NAME(rows_conv3)},
-         {NAME(rows_conv5s1), NAME(rows_conv5s2), NAME(rows_conv5)},
-         {NAME(rows_convs1), NAME(rows_convs2), NAME(rows_conv)}},
-        {{NAME(rows_maxs1), NAME(rows_maxs2), NAME(rows_max)},
-         {NAME(rows_maxs1), NAME(rows_maxs2), NAME(rows_max)},
-         {NAME(rows_maxs1), NAME(rows_maxs2), NAME(rows_max)}},
-        {{NAME(rows_avgs1), NAME(rows_avgs2), NAME(rows_avg)},
-         {NAME(rows_avgs1), NAME(rows_avgs2), NAME(rows_avg)},
-         {NAME(rows_avgs1), NAME(rows_avgs2), NAME(rows_avg)}},
+        {{rows_conv3s1_v, rows_conv3s2_v, rows_conv3_v},
+         {rows_conv5s1_v, rows_conv5s2_v, rows_conv5_v},
+         {rows_convs1_v, rows_convs2_v, rows_conv_v}},
+        {{rows_maxs1_v, rows_maxs2_v, rows_max_v},
+         {rows_maxs1_v, rows_maxs2_v, rows_max_v},
+         {rows_maxs1_v, rows_maxs2_v, rows_max_v}},
+        {{rows_avgs1_v, rows_avgs2_v, rows_avg_v},
+         {rows_avgs1_v, rows_avgs2_v, rows_avg_v},
+         {rows_avgs1_v, rows_avgs2_v, rows_avg_v}},
     };
     /* the K x K paths have dilation 1 along the row (their taps' offsets are constants) */
     const int k = a->dw != 1 ? 2 : a->kh == 3 && a->kw == 3 ? 0 : a->kh == 5 && a->kw == 5 ? 1 : 2;
@@ -648,7 +681,7 @@ void NAME(dwp_rows)(const dwp_args *a, int64_t p, int64_t oy0, int64_t oy1)
 /* GlobalMaxPool of one plane: the vector maximum, then the reference's exact answer where
  * lanes could disagree with it: a NaN (the first one wins) or a maximum of zero (the first
  * zero wins, +0.0 or -0.0). */
-static float NAME(global_max)(const float *x, int64_t size)
+static float global_max_v(const float *x, int64_t size)
 {
     VF best = VF_SET1(-INFINITY);
     LM nan = LM_RANGE(0, 0);
@@ -680,7 +713,7 @@ static float NAME(global_max)(const float *x, int64_t size)
 
 /* GlobalAveragePool of one plane: sums in double, as the reference (in another order, which
  * the float result almost never sees). */
-static float NAME(global_avg)(const float *x, int64_t size)
+static float global_avg_v(const float *x, int64_t size)
 {
     VD s0 = VD_ZERO, s1 = VD_ZERO;
     int64_t i = 0;
@@ -701,7 +734,7 @@ void NAME(dwp_global)(const dwp_global *g, int64_t p0, int64_t p1)
 {
     for (int64_t p = p0; p < p1; p++) {
         const float *x = g->x + p * g->size;
-        g->y[p] = g->is_max ? NAME(global_max)(x, g->size) : NAME(global_avg)(x, g->size);
+        g->y[p] = g->is_max ? global_max_v(x, g->size) : global_avg_v(x, g->size);
     }
 }
 
