@@ -68,13 +68,7 @@ void dwp_rows_generic(const dwp_args *a, int64_t p, int64_t oy0, int64_t oy1)
                     add_tap(y + lo, xs, n, a->sw);
             }
         }
-        if (a->op == DWP_CONV) {
-            if (zp)
-                for (int64_t ox = 0; ox < ow; ox++) y[ox] += zp[oy * ow + ox];
-            if (a->act)
-                for (int64_t ox = 0; ox < ow; ox++)
-                    y[ox] = gemm_act_scalar(y[ox], (gemm_act)a->act, a->alpha, a->beta);
-        } else if (a->op == DWP_AVG) {
+        if (a->op == DWP_AVG) {
             /* columns whose taps are all inside count kw in both modes */
             const int64_t cy = dwp_avg_taps(iy0, a->ih, a->pe_h, a->kh, a->dh, a->include_pad);
             const int64_t in_lo = col_lo[0], in_hi = col_hi[a->kw - 1];
@@ -86,6 +80,17 @@ void dwp_rows_generic(const dwp_args *a, int64_t p, int64_t oy0, int64_t oy1)
                 y[ox] = cy * cx > 0 ? y[ox] / (float)(cy * cx) : NAN;
             }
         }
+    }
+    /* the residual and the activation over the rows done: the GEMM's portable epilogue, one
+     * loop per activation with the reference's formulas */
+    if (a->op == DWP_CONV && (zp || a->act)) {
+        const int64_t n = (oy1 - oy0) * ow; /* the rows are contiguous: one long row */
+        gemm_epilogue ep = {.residual = zp ? zp + oy0 * ow : NULL,
+                            .ldr = n,
+                            .act = (gemm_act)a->act,
+                            .alpha = a->alpha,
+                            .beta = a->beta};
+        gemm_epilogue_generic(yp + oy0 * ow, (size_t)n, 1, (size_t)n, 0, 0, &ep);
     }
 }
 

@@ -86,6 +86,7 @@
 #define DWP_FLAT_VEC   16  /* vectors of a plane on the flat path */
 #define DWP_FLAT_TAPS  25  /* taps (5x5) */
 #define DWP_FLAT_PHASE 512 /* floats of one phase plane */
+#define DWP_EPI_RUN    512 /* outputs of a run of rows the epilogue's pass takes at once */
 
 /* Per layer and run (dwp_prepare). */
 typedef struct dwp_prep {
@@ -600,35 +601,38 @@ DWP_INLINE void rows_t_v(const int OP, const int K, const int S, const dwp_args 
     /* pairs of rows where both have every tap inside (convolutions with the tables) */
     const bool pairs = OP == DWP_CONV && K && c.t->nch && c.dh == 1 && (c.sh == 1 || c.sh == 2);
     const int64_t sh = c.sh;
+    /* the epilogue's pass goes over runs of rows (contiguous) of at least DWP_EPI_RUN
+     * outputs, still in cache, in long loops even when rows are short */
+    int64_t epi_from = oy0;
     for (int64_t oy = oy0; oy < oy1;) {
         int64_t ky_lo, ky_hi, cy = 0;
         const int64_t iy0 = oy * sh - c.ph;
         float *y = c.yp + oy * c.ow;
-        const float *z = c.zp ? c.zp + oy * c.ow : NULL;
         if (pairs && oy + 1 < oy1 && iy0 >= 0 && iy0 + sh + K <= c.ih) {
             for (int64_t r = 0; r < K + sh; r++) rp[r] = c.xp + (iy0 + r) * c.iw - c.pw;
             if (sh == 1)
                 row2_v(K, S, 1, &c, rp, wv, init, y, y + c.ow);
             else
                 row2_v(K, S, 2, &c, rp, wv, init, y, y + c.ow);
-            if (c.epilogue) {
-                conv_epilogue_v(y, z, 2 * c.ow, (gemm_act)a->act, a->alpha, a->beta);
-            }
             oy += 2;
-            continue;
+        } else {
+            dwp_taps(iy0, c.ih, c.kh, c.dh, &ky_lo, &ky_hi);
+            if (OP == DWP_AVG) cy = dwp_avg_taps(iy0, c.ih, a->pe_h, c.kh, c.dh, a->include_pad);
+            /* column 0 of each row read; before the row's start by the pad (masked lanes only) */
+            for (int64_t ky = ky_lo; ky < ky_hi; ky++)
+                rp[ky] = c.xp + (iy0 + ky * c.dh) * c.iw - c.pw;
+            if (K && ky_lo == 0 && ky_hi == K)
+                row_v(OP, K, S, true, &c, rp, ky_lo, ky_hi, wv, init, oy, cy, y);
+            else
+                row_v(OP, K, S, false, &c, rp, ky_lo, ky_hi, wv, init, oy, cy, y);
+            oy++;
         }
-        dwp_taps(iy0, c.ih, c.kh, c.dh, &ky_lo, &ky_hi);
-        if (OP == DWP_AVG) cy = dwp_avg_taps(iy0, c.ih, a->pe_h, c.kh, c.dh, a->include_pad);
-        /* column 0 of each row read; before the row's start by the pad (masked lanes only) */
-        for (int64_t ky = ky_lo; ky < ky_hi; ky++) rp[ky] = c.xp + (iy0 + ky * c.dh) * c.iw - c.pw;
-        if (K && ky_lo == 0 && ky_hi == K)
-            row_v(OP, K, S, true, &c, rp, ky_lo, ky_hi, wv, init, oy, cy, y);
-        else
-            row_v(OP, K, S, false, &c, rp, ky_lo, ky_hi, wv, init, oy, cy, y);
-        if (OP == DWP_CONV && c.epilogue) {
-            conv_epilogue_v(y, z, c.ow, (gemm_act)a->act, a->alpha, a->beta);
+        if (OP == DWP_CONV && c.epilogue && ((oy - epi_from) * c.ow >= DWP_EPI_RUN || oy == oy1)) {
+            const int64_t at = epi_from * c.ow;
+            conv_epilogue_v(c.yp + at, c.zp ? c.zp + at : NULL, (oy - epi_from) * c.ow,
+                            (gemm_act)a->act, a->alpha, a->beta);
+            epi_from = oy;
         }
-        oy++;
     }
 }
 
