@@ -5,6 +5,7 @@
  * weights are read as the layer holds them, [C_out, 1, kh, kw]: a tap's weight is broadcast
  * once per plane, so packing them would gain nothing and there is no prepared data. Threads
  * take whole output planes (and row ranges of them when planes are fewer than threads). */
+#include <stddef.h>
 #include <string.h>
 
 #include "backends/cpu/cpu_impl.h"
@@ -46,7 +47,7 @@ static bool is_global(const ir_node *n)
 static bool windowed_of(const ir_node *n, const ir_tensor *in, int32_t n_in, const ir_tensor *out,
                         int32_t n_out, dwp_args *a)
 {
-    memset(a, 0, sizeof *a);
+    memset(a, 0, offsetof(dwp_args, prep)); /* the vector paths fill prep */
     if (n_out != 1 || n_in < 1 || !plain_f32(&in[0]) || !plain_f32(&out[0]) ||
         in[0].shape.rank != 4)
         return false;

@@ -17,6 +17,7 @@
 #define VF_SUB(a, b)    _mm256_sub_ps(a, b)
 #define VF_MUL(a, b)    _mm256_mul_ps(a, b)
 #define VF_DIV(a, b)    _mm256_div_ps(a, b)
+#define VF_RCP(a)       _mm256_rcp_ps(a)
 #define VF_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VF_ABS(a)       _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a)
 #define VF_ROUND(a)     _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
