@@ -69,7 +69,7 @@ static bool run_kernel(const layer *L, const char *name, int32_t threads, ir_ten
 {
     ir_graph g;
     ir_graph_init(&g);
-    char names[4][8];
+    char names[4][16];
     const char *inames[4];
     for (int32_t i = 0; i < L->n_in; i++) {
         inames[i] = "";
@@ -321,6 +321,70 @@ static void test_wide_rows_and_kernels(void **state)
             assert_true(check_layer(&L, o == 0 ? "dwconv" : "pool", o > 0, true, 1) > 0);
             layer_free(&L);
         }
+}
+
+/* The epilogue's vector activations value by value: a 1x1 depthwise convolution of weight 1
+ * turns inputs over [-40, 40] (and a residual) into act(x + z); within 2e-6 of the
+ * reference's libm formulas wherever the result is not tiny, NaN where it is NaN. */
+static void test_dwconv_activations(void **state)
+{
+    (void)state;
+    tu_rng r = {15};
+    char *saved = isa_save();
+    for (int a = 0; a < 12; a++)
+        for (int with_z = 0; with_z < 2; with_z++) {
+            layer L;
+            memset(&L, 0, sizeof L);
+            L.op = "kiln.Conv";
+            L.kernel[0] = L.kernel[1] = 1;
+            L.attrs[L.n_attrs++] = KILN_ATTR_IS("kernel_shape", L.kernel, 2);
+            L.attrs[L.n_attrs++] = KILN_ATTR_I("group", 2);
+            L.attrs[L.n_attrs++] = KILN_ATTR_S("activation", k_acts[a]);
+            L.attrs[L.n_attrs++] = KILN_ATTR_F("act_alpha", a == 3 ? -3.0f : 0.3f);
+            L.attrs[L.n_attrs++] = KILN_ATTR_F("act_beta", a == 3 ? 5.0f : 0.4f);
+            snprintf(L.what, sizeof L.what, "activation '%s'%s", k_acts[a], with_z ? " Z" : "");
+            const int64_t h = 25, w = 41;
+            L.in[0] = random_tensor(&r, 4, (int64_t[]){1, 2, h, w}, -40.0f, 40.0f);
+            float *x = L.in[0].data;
+            x[0] = 0.0f;
+            x[1] = -0.0f;
+            x[2] = 1e-20f;
+            x[3] = -1e-20f;
+            x[4] = 88.0f;
+            x[5] = -88.0f;
+            x[6] = 100.0f;
+            x[7] = -100.0f;
+            for (int64_t i = 8; i < 400; i++) x[i] = (float)(i - 200) * 0.05f;
+            L.in[1] = tu_tensor_f32(4, (int64_t[]){2, 1, 1, 1}, (float[]){1.0f, 1.0f});
+            L.in[2] = tu_tensor_f32(1, (int64_t[]){2}, (float[]){0.0f, 0.0f});
+            L.n_in = 3;
+            if (with_z) L.in[L.n_in++] = random_tensor(&r, 4, (int64_t[]){1, 2, h, w}, -1.0f, 1.0f);
+            ir_tensor ref;
+            assert_true(run_reference(&L, &ref));
+            const int64_t n = ir_tensor_count(&ref);
+            for (int p = 0; p < 3; p++) {
+                if (!path_runs(p)) continue;
+                setenv("KILN_ISA", k_paths[p], 1);
+                char name[32];
+                snprintf(name, sizeof name, "dwconv_%s", k_suffix[p]);
+                ir_tensor got;
+                assert_true(run_kernel(&L, name, 1, &got));
+                const float *g = got.data, *b = ref.data;
+                for (int64_t i = 0; i < n; i++) {
+                    double e = fabs((double)g[i] - (double)b[i]);
+                    bool ok = p == 2        ? memcmp(&g[i], &b[i], sizeof(float)) == 0
+                              : isnan(b[i]) ? isnan(g[i])
+                                            : e <= 2e-6 * fabs((double)b[i]) || fabs(b[i]) < 1e-30;
+                    if (!ok)
+                        fail_msg("%s on %s: x %a: %a, the reference %a", name, L.what, (double)x[i],
+                                 (double)g[i], (double)b[i]);
+                }
+                tu_tensor_free(&got);
+            }
+            tu_tensor_free(&ref);
+            layer_free(&L);
+        }
+    isa_restore(saved);
 }
 
 /* Outputs do not depend on the thread count (bit for bit), on planes large enough to split. */
@@ -633,11 +697,11 @@ static void test_not_taken(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dwconv_random),  cmocka_unit_test(test_dwconv_fast_paths),
-        cmocka_unit_test(test_dwconv_threads), cmocka_unit_test(test_wide_rows_and_kernels),
-        cmocka_unit_test(test_pool_random),    cmocka_unit_test(test_pool_corners),
-        cmocka_unit_test(test_pool_threads),   cmocka_unit_test(test_global_pools),
-        cmocka_unit_test(test_not_taken),
+        cmocka_unit_test(test_dwconv_random),      cmocka_unit_test(test_dwconv_fast_paths),
+        cmocka_unit_test(test_dwconv_threads),     cmocka_unit_test(test_wide_rows_and_kernels),
+        cmocka_unit_test(test_dwconv_activations), cmocka_unit_test(test_pool_random),
+        cmocka_unit_test(test_pool_corners),       cmocka_unit_test(test_pool_threads),
+        cmocka_unit_test(test_global_pools),       cmocka_unit_test(test_not_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

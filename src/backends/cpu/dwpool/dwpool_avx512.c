@@ -18,6 +18,7 @@
 #define VF_MUL(a, b)    _mm512_mul_ps(a, b)
 #define VF_DIV(a, b)    _mm512_div_ps(a, b)
 #define VF_RCP(a)       _mm512_rcp14_ps(a)
+#define VF_SCALEF(a, n) _mm512_scalef_ps(a, n)
 #define VF_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VF_ABS(a)       _mm512_abs_ps(a)
 #define VF_ROUND(a)     _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
