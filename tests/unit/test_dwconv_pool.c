@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backends/backend.h"
+#include "backends/cpu/dwpool/dwpool.h"
 #include "testnet.h"
 
 #define TOL 1e-5
@@ -387,6 +388,61 @@ static void test_dwconv_activations(void **state)
     isa_restore(saved);
 }
 
+/* A whole small plane (the AVX-512 flat path) gives the bits of the same plane done in two
+ * row ranges (the row path, as when threads cut planes): so the thread count cannot show. */
+static void test_flat_matches_rows(void **state)
+{
+    (void)state;
+#if defined(__x86_64__)
+    if (!path_runs(0)) return;
+    tu_rng r = {16};
+    /* side, kernel, stride */
+    const int64_t forms[][3] = {{14, 3, 1}, {14, 5, 1}, {7, 3, 1},  {7, 5, 1},
+                                {14, 3, 2}, {14, 5, 2}, {13, 3, 2}, {15, 5, 1}};
+    for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
+        const int64_t side = forms[f][0], k = forms[f][1], s = forms[f][2], c = 3;
+        dwp_args *a = calloc(1, sizeof *a);
+        a->op = DWP_CONV;
+        a->planes = a->c_in = a->c_out = c;
+        a->mult = 1;
+        a->ih = a->iw = side;
+        a->kh = a->kw = k;
+        a->sh = a->sw = s;
+        a->dh = a->dw = 1;
+        a->ph = a->pw = a->pe_h = a->pe_w = k / 2;
+        a->oh = a->ow = (side + 2 * (k / 2) - k) / s + 1;
+        a->act = 1; /* Relu */
+        const int64_t in = c * side * side, on = c * a->oh * a->ow;
+        float *x = malloc(sizeof(float) * (size_t)in),
+              *w = malloc(sizeof(float) * (size_t)(c * k * k));
+        float *bias = malloc(sizeof(float) * (size_t)c);
+        float *y1 = malloc(sizeof(float) * (size_t)on), *y2 = malloc(sizeof(float) * (size_t)on);
+        tu_fill(&r, x, in, -2.0f, 2.0f);
+        tu_fill(&r, w, c * k * k, -1.0f, 1.0f);
+        tu_fill(&r, bias, c, -1.0f, 1.0f);
+        a->x = x;
+        a->w = w;
+        a->bias = bias;
+        dwp_prepare_avx512(a);
+        a->y = y1;
+        for (int64_t p = 0; p < c; p++) dwp_rows_avx512(a, p, 0, a->oh);
+        a->y = y2;
+        for (int64_t p = 0; p < c; p++) {
+            dwp_rows_avx512(a, p, 0, 1);
+            dwp_rows_avx512(a, p, 1, a->oh);
+        }
+        if (memcmp(y1, y2, sizeof(float) * (size_t)on) != 0)
+            fail_msg("form %zu: the whole plane and its row ranges differ", f);
+        free(x);
+        free(w);
+        free(bias);
+        free(y1);
+        free(y2);
+        free(a);
+    }
+#endif
+}
+
 /* Outputs do not depend on the thread count (bit for bit), on planes large enough to split. */
 static void test_dwconv_threads(void **state)
 {
@@ -699,9 +755,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dwconv_random),      cmocka_unit_test(test_dwconv_fast_paths),
         cmocka_unit_test(test_dwconv_threads),     cmocka_unit_test(test_wide_rows_and_kernels),
-        cmocka_unit_test(test_dwconv_activations), cmocka_unit_test(test_pool_random),
-        cmocka_unit_test(test_pool_corners),       cmocka_unit_test(test_pool_threads),
-        cmocka_unit_test(test_global_pools),       cmocka_unit_test(test_not_taken),
+        cmocka_unit_test(test_dwconv_activations), cmocka_unit_test(test_flat_matches_rows),
+        cmocka_unit_test(test_pool_random),        cmocka_unit_test(test_pool_corners),
+        cmocka_unit_test(test_pool_threads),       cmocka_unit_test(test_global_pools),
+        cmocka_unit_test(test_not_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
