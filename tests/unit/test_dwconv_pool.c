@@ -388,6 +388,58 @@ static void test_dwconv_activations(void **state)
     isa_restore(saved);
 }
 
+/* Weights that are not finite: padding taps must stay out of the sums (inf * 0 would be
+ * NaN), as in the reference, on every path; finite channels beside them are unaffected. */
+static void test_dwconv_nonfinite_weights(void **state)
+{
+    (void)state;
+    tu_rng r = {17};
+    char *saved = isa_save();
+    for (int64_t side = 5; side <= 20; side += 15) {
+        layer L;
+        memset(&L, 0, sizeof L);
+        L.op = "Conv";
+        L.kernel[0] = L.kernel[1] = 3;
+        for (int d = 0; d < 4; d++) L.pads[d] = 1;
+        L.attrs[L.n_attrs++] = KILN_ATTR_IS("kernel_shape", L.kernel, 2);
+        L.attrs[L.n_attrs++] = KILN_ATTR_IS("pads", L.pads, 4);
+        L.attrs[L.n_attrs++] = KILN_ATTR_I("group", 4);
+        snprintf(L.what, sizeof L.what, "Conv 1x4x%lldx%lld, inf and NaN weights", (long long)side,
+                 (long long)side);
+        L.in[0] = random_tensor(&r, 4, (int64_t[]){1, 4, side, side}, 0.5f, 2.0f);
+        L.in[1] = random_tensor(&r, 4, (int64_t[]){4, 1, 3, 3}, -1.0f, 1.0f);
+        float *w = L.in[1].data;
+        w[9 + 0] = INFINITY; /* channel 1, tap (0, 0): a padding tap of row 0 and column 0 */
+        w[18 + 8] = NAN;     /* channel 2, tap (2, 2) */
+        L.n_in = 2;
+        ir_tensor ref;
+        assert_true(run_reference(&L, &ref));
+        const int64_t n = ir_tensor_count(&ref);
+        for (int p = 0; p < 3; p++) {
+            if (!path_runs(p)) continue;
+            setenv("KILN_ISA", k_paths[p], 1);
+            char name[32];
+            snprintf(name, sizeof name, "dwconv_%s", k_suffix[p]);
+            ir_tensor got;
+            assert_true(run_kernel(&L, name, 1, &got));
+            const float *g = got.data, *b = ref.data;
+            for (int64_t i = 0; i < n; i++) {
+                bool ok = isnan(b[i])   ? isnan(g[i])
+                          : isinf(b[i]) ? g[i] == b[i]
+                                        : fabs((double)g[i] - (double)b[i]) <=
+                                              1e-5 * (fabs((double)b[i]) + 1.0);
+                if (!ok)
+                    fail_msg("%s on %s: element %lld is %g, the reference %g", name, L.what,
+                             (long long)i, (double)g[i], (double)b[i]);
+            }
+            tu_tensor_free(&got);
+        }
+        tu_tensor_free(&ref);
+        layer_free(&L);
+    }
+    isa_restore(saved);
+}
+
 /* A whole small plane (the AVX-512 flat path) gives the bits of the same plane done in two
  * row ranges (the row path, as when threads cut planes): so the thread count cannot show. */
 static void test_flat_matches_rows(void **state)
@@ -755,10 +807,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dwconv_random),      cmocka_unit_test(test_dwconv_fast_paths),
         cmocka_unit_test(test_dwconv_threads),     cmocka_unit_test(test_wide_rows_and_kernels),
-        cmocka_unit_test(test_dwconv_activations), cmocka_unit_test(test_flat_matches_rows),
-        cmocka_unit_test(test_pool_random),        cmocka_unit_test(test_pool_corners),
-        cmocka_unit_test(test_pool_threads),       cmocka_unit_test(test_global_pools),
-        cmocka_unit_test(test_not_taken),
+        cmocka_unit_test(test_dwconv_activations), cmocka_unit_test(test_dwconv_nonfinite_weights),
+        cmocka_unit_test(test_flat_matches_rows),  cmocka_unit_test(test_pool_random),
+        cmocka_unit_test(test_pool_corners),       cmocka_unit_test(test_pool_threads),
+        cmocka_unit_test(test_global_pools),       cmocka_unit_test(test_not_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

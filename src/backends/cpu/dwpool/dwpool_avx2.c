@@ -51,16 +51,19 @@
 #define VF_LOAD_S2(p)          load_s2(p)
 #define VF_LOAD_S2M(p, ma, mb) load_s2m(p, ma, mb)
 #define VF_GATHERM(p, s, m)    gather(p, s, m)
-#define VF_FMAM(acc, w, v, m)                                                                      \
-    _mm256_blendv_ps(acc, _mm256_fmadd_ps(w, v, acc), _mm256_castsi256_ps(m))
-#define VF_MAXM(b, v, m) _mm256_blendv_ps(b, _mm256_max_ps(v, b), _mm256_castsi256_ps(m))
-#define VD               __m256d
-#define VD_ZERO          _mm256_setzero_pd()
-#define VD_ADD(a, b)     _mm256_add_pd(a, b)
-#define VD_LO(v)         _mm256_cvtps_pd(_mm256_castps256_ps128(v))
-#define VD_HI(v)         _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
-#define VD_SUM(d)        sum_pd(d)
-#define NAME(x)          x##_avx2
+/* A blend per masked tap would cost more than the tap itself: masked lanes of v are +0.0,
+ * and w * 0 + acc is acc for a finite w (DWP_ZERO_TAPS: planes with other weights go the
+ * portable way). */
+#define VF_FMAM(acc, w, v, m) _mm256_fmadd_ps(w, v, acc)
+#define DWP_ZERO_TAPS         1
+#define VF_MAXM(b, v, m)      _mm256_blendv_ps(b, _mm256_max_ps(v, b), _mm256_castsi256_ps(m))
+#define VD                    __m256d
+#define VD_ZERO               _mm256_setzero_pd()
+#define VD_ADD(a, b)          _mm256_add_pd(a, b)
+#define VD_LO(v)              _mm256_cvtps_pd(_mm256_castps256_ps128(v))
+#define VD_HI(v)              _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
+#define VD_SUM(d)             sum_pd(d)
+#define NAME(x)               x##_avx2
 
 static inline __m256i lm_range(int64_t lo, int64_t hi)
 {

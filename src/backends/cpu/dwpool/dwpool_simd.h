@@ -8,7 +8,9 @@
  *   VF_LOAD_S2(p): p[0], p[2], ..., p[2 VL - 2], reading nothing past p[2 VL - 2];
  *   VF_LOAD_S2M(p, ma, mb): the same from p[0..VL) under ma and p[VL-1..2VL-1) under mb;
  *   VF_GATHERM(p, s, m): p[l * s] for the lanes l of m, 0 elsewhere;
- *   VF_FMAM(acc, w, v, m): w * v + acc (one rounding) in the lanes of m, acc elsewhere;
+ *   VF_FMAM(acc, w, v, m): w * v + acc (one rounding) in the lanes of m, acc elsewhere
+ *   (or, with DWP_ZERO_TAPS, w * v + acc everywhere: v is +0.0 outside m; a plane whose
+ *   weights are not all finite then goes to the portable path, which skips those taps);
  *   VF_MAXM(b, v, m): in the lanes of m, v > b ? v : b (x86 max: b stays when either is NaN);
  *   LM_NAN(v, m): the lanes of m where v is NaN;
  *   VD (double vector), VD_ZERO, VD_ADD, VD_LO(v) / VD_HI(v) (the low / high half of v
@@ -625,6 +627,16 @@ DWP_INLINE void rows_t_v(const int OP, const int K, const int S, const dwp_args 
 {
     dwp_plane c;
     plane_init_v(&c, a, p);
+#ifdef DWP_ZERO_TAPS
+    if (OP == DWP_CONV) {
+        bool finite = true;
+        for (int64_t t = 0; t < c.kh * c.kw; t++) finite = finite && isfinite(c.wp[t]);
+        if (!finite) {
+            dwp_rows_generic(a, p, oy0, oy1);
+            return;
+        }
+    }
+#endif
     VF wv[25];
     if (OP == DWP_CONV && K)
         for (int t = 0; t < K * K; t++) wv[t] = VF_SET1(c.wp[t]);
