@@ -112,6 +112,43 @@ def test_network(name):
     assert not problems, f"{name}: " + "; ".join(problems)
 
 
+def _depthwise_convs(path):
+    """Conv nodes of the ONNX model with one input channel per group (group > 1)."""
+    import onnx
+    m = onnx.load(path)
+    inits = {t.name: list(t.dims) for t in m.graph.initializer}
+    count = 0
+    for node in m.graph.node:
+        if node.op_type != "Conv":
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        w = inits.get(node.input[1])
+        count += bool(w and group > 1 and w[1] == 1)
+    return count
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
+def test_depthwise_layers_get_the_depthwise_kernels(name):
+    """Every depthwise convolution of the networks dominated by them runs a dwconv_* kernel
+    (whatever the optimizer fused into it), and their pools a pool_* kernel."""
+    path = G.model_path(name)
+    want = _depthwise_convs(path)
+    net = K.Network.from_onnx(path)
+    try:
+        engine = K.build(net, threads=1)
+    finally:
+        net.close()
+    try:
+        layers = engine.layers
+    finally:
+        engine.close()
+    kernels = [li["kernel"] for li in layers]
+    assert want > 10
+    assert sum(k.startswith("dwconv_") for k in kernels) == want, kernels
+    pools = [li for li in layers if li["op"] == "GlobalAveragePool"]
+    assert pools and all(li["kernel"].startswith("pool_") for li in pools)
+
+
 def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 

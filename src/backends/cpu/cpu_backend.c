@@ -120,6 +120,7 @@ static const struct {
     const int32_t *count;
     bool (*offered)(void);
 } g_tables[] = {
+    {cpu_dwpool_kernels, &cpu_dwpool_kernel_count, NULL},
     {cpu_winograd_kernels, &cpu_winograd_kernel_count, winograd_offered},
     {cpu_gemm_kernels, &cpu_gemm_kernel_count, NULL},
     /* after the GEMM kernels: those take MatMul with a constant B, these any other */

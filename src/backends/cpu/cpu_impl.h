@@ -26,6 +26,12 @@ extern const int32_t cpu_transformer_kernel_count;
 extern const backend_kernel cpu_winograd_kernels[];
 extern const int32_t cpu_winograd_kernel_count;
 
+/* The depthwise-convolution and pooling kernels of dwconv_pool.c: Conv and kiln.Conv with
+ * group = C_in, MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool on plain NCHW f32,
+ * per ISA path (avx512, avx2, generic). */
+extern const backend_kernel cpu_dwpool_kernels[];
+extern const int32_t cpu_dwpool_kernel_count;
+
 /* Whether a blocked reference kernel runs layer `n` with its activations in layout `l`
  * (a blocked one); if so fills the layout of every input and output slot: `l` for the
  * data (X, Z, the per-channel operand of Add and Mul), plain for weights and biases.
