@@ -110,6 +110,7 @@ static const struct {
     const int32_t *count;
 } g_tables[] = {
     {cpu_gemm_kernels, &cpu_gemm_kernel_count},
+    {cpu_eltwise_kernels, &cpu_eltwise_kernel_count},
     {cpu_nchwc_kernels, &cpu_nchwc_kernel_count},
     {g_kernels, &g_kernel_count},
 };
