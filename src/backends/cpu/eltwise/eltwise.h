@@ -32,7 +32,7 @@ typedef struct ew_prog {
 } ew_prog;
 
 /* Elements a chain runs over at a time: every step over the block, then the next step. */
-#define EW_BLOCK 256
+#define EW_BLOCK 1024
 
 /* Most inputs a program reads: kiln.Elementwise's 16, or a variadic op's 16 and a
  * constant (Mean's count). */

@@ -238,6 +238,19 @@ static inline VF ev_softplus(VF x)
 
 static inline VF ev_clamp01(VF v) { return VF_MIN(EV_ONE, VF_MAX(EV_ZERO, v)); }
 
+static inline VF ev_clip(VF x, VF lo, VF hi)
+{
+    const VF v = VF_SEL(VF_LT(x, lo), lo, x);
+    return VF_SEL(VF_GT(v, hi), hi, v);
+}
+
+/* x * sigmoid(2.0f * K * (x + 0.044715f * x * x * x)), the scalar order */
+static inline VF ev_gelu_tanh(VF x)
+{
+    const VF x3 = VF_MUL(VF_MUL(VF_MUL(VF_SET1(0.044715f), x), x), x);
+    return VF_MUL(x, ev_sigmoid(VF_MUL(VF_SET1(2.0f * 0.79788456080286535588f), VF_ADD(x, x3))));
+}
+
 /* ---- the steps ---- */
 
 /* Binary formulas on (l, r), elementwise_scalar.h's with the same operations. */
@@ -249,57 +262,65 @@ static inline VF ev_clamp01(VF v) { return VF_MIN(EV_ONE, VF_MAX(EV_ZERO, v)); }
 #define EV_MIN(l, r)   VF_SEL(VM_OR(VF_LT(l, r), VF_ISNAN(l)), l, r)
 #define EV_PRELU(l, r) VF_SEL(VF_LT(l, EV_ZERO), VF_MUL(l, r), l)
 
-/* v = F(v, operand) or F(operand, v) over the block; the operand is one value (bs 0) or
- * a row read with a masked tail (it may end where the block does). */
+/* dst[i] = EXPR(x) with x = src[i], i < m: whole vectors, then a masked tail (src and dst
+ * may be the layer's own memory, which ends there). LOAD_B(i, n) gives the operand, if any,
+ * as `c`. */
+#define EV_LOOP(LOAD_B, EXPR)                                                                      \
+    for (int64_t i = 0; i < m; i += W) {                                                           \
+        if (i + W <= m) {                                                                          \
+            const VF x = VF_LOADU(src + i);                                                        \
+            LOAD_B(i, W);                                                                          \
+            VF_STOREU(dst + i, EXPR);                                                              \
+        } else {                                                                                   \
+            const VF x = VF_LOAD_TAIL(src + i, m - i);                                             \
+            LOAD_B(i, m - i);                                                                      \
+            VF_STORE_TAIL(dst + i, EXPR, m - i);                                                   \
+        }                                                                                          \
+    }
+
+#define EV_NO_B(i, n)
+#define EV_ROW_B(i, n) const VF c = (n) == W ? VF_LOADU(b + (i)) : VF_LOAD_TAIL(b + (i), n)
+
+/* dst = F(src, operand) or F(operand, src); the operand is one value (bs 0) or a row. */
 #define EV_BINARY(F)                                                                               \
     if (bs == 0) {                                                                                 \
         const VF c = VF_SET1(b[0]);                                                                \
-        if (right)                                                                                 \
-            for (int64_t i = 0; i < nv; i += W) {                                                  \
-                const VF x = VF_LOADU(v + i);                                                      \
-                VF_STOREU(v + i, F(c, x));                                                         \
-            }                                                                                      \
-        else                                                                                       \
-            for (int64_t i = 0; i < nv; i += W) {                                                  \
-                const VF x = VF_LOADU(v + i);                                                      \
-                VF_STOREU(v + i, F(x, c));                                                         \
-            }                                                                                      \
-    } else {                                                                                       \
-        int64_t i = 0;                                                                             \
-        if (right)                                                                                 \
-            for (; i + W <= m; i += W) {                                                           \
-                const VF x = VF_LOADU(v + i), c = VF_LOADU(b + i);                                 \
-                VF_STOREU(v + i, F(c, x));                                                         \
-            }                                                                                      \
-        else                                                                                       \
-            for (; i + W <= m; i += W) {                                                           \
-                const VF x = VF_LOADU(v + i), c = VF_LOADU(b + i);                                 \
-                VF_STOREU(v + i, F(x, c));                                                         \
-            }                                                                                      \
-        if (i < m) {                                                                               \
-            const VF x = VF_LOADU(v + i), c = VF_LOAD_TAIL(b + i, m - i);                          \
-            VF_STOREU(v + i, right ? F(c, x) : F(x, c));                                           \
+        if (right) {                                                                               \
+            EV_LOOP(EV_NO_B, F(c, x))                                                              \
+        } else {                                                                                   \
+            EV_LOOP(EV_NO_B, F(x, c))                                                              \
         }                                                                                          \
+    } else if (right) {                                                                            \
+        EV_LOOP(EV_ROW_B, F(c, x))                                                                 \
+    } else {                                                                                       \
+        EV_LOOP(EV_ROW_B, F(x, c))                                                                 \
     }                                                                                              \
     break
 
-/* v = EXPR(x) over the block (whole vectors: v has room; lanes past m are never stored). */
 #define EV_UNARY(EXPR)                                                                             \
-    for (int64_t i = 0; i < nv; i += W) {                                                          \
-        const VF x = VF_LOADU(v + i);                                                              \
-        VF_STOREU(v + i, EXPR);                                                                    \
-    }                                                                                              \
+    EV_LOOP(EV_NO_B, EXPR)                                                                         \
     break
 
-static void ev_step(const ew_prog *p, int32_t s, float *v, int64_t m, const float *const *o,
-                    const int64_t *os)
+/* Step s of p with the reference's scalar loop, in the block buffer v: dst may be x (in
+ * place), which a later operand read of x must not see changed. */
+static void ev_step_libm(const ew_prog *p, int32_t s, const float *src, float *dst, float *v,
+                         int64_t m, const float *const *o, const int64_t *os)
+{
+    if (src != v) memcpy(v, src, sizeof(float) * (size_t)m);
+    ew_step_scalar(p, s, v, m, o, os);
+    if (dst != v) memcpy(dst, v, sizeof(float) * (size_t)m);
+}
+
+/* Step s of p from src to dst (m elements, both contiguous; they may be the same); v is the
+ * block buffer. */
+static void ev_step(const ew_prog *p, int32_t s, const float *src, float *dst, float *v, int64_t m,
+                    const float *const *o, const int64_t *os)
 {
     const int64_t code = p->ops[s];
     if (ew_step_is_scalar(code)) {
-        ew_step_scalar(p, s, v, m, o, os);
+        ev_step_libm(p, s, src, dst, v, m, o, os);
         return;
     }
-    const int64_t nv = (m + W - 1) / W * W;
     const float af = p->alpha[s], bf = p->beta[s];
     const VF a = VF_SET1(af), be = VF_SET1(bf);
     const int64_t k = p->operand[s] < 0 ? 0 : p->operand[s];
@@ -325,15 +346,8 @@ static void ev_step(const ew_prog *p, int32_t s, float *v, int64_t m, const floa
     case FUSED_EW_ABS: EV_UNARY(VF_ABS(x));
     case FUSED_EW_RECIPROCAL: EV_UNARY(VF_DIV(EV_ONE, x));
     case FUSED_EW_ERF: EV_UNARY(ev_erf(x));
-    case FUSED_EW_CLIP: {
-        /* min first, then max: v = x < lo ? lo : x; v > hi ? hi : v */
-        for (int64_t i = 0; i < nv; i += W) {
-            const VF x = VF_LOADU(v + i);
-            const VF lo = VF_SEL(VF_LT(x, a), a, x);
-            VF_STOREU(v + i, VF_SEL(VF_GT(lo, be), be, lo));
-        }
-        break;
-    }
+    /* min first, then max: v = x < lo ? lo : x; v > hi ? hi : v */
+    case FUSED_EW_CLIP: EV_UNARY(ev_clip(x, a, be));
     case FUSED_EW_HARD_SIGMOID: EV_UNARY(ev_clamp01(VF_ADD(VF_MUL(a, x), be)));
     case FUSED_EW_HARD_SWISH:
         EV_UNARY(VF_MUL(x, ev_clamp01(VF_ADD(VF_DIV(x, VF_SET1(6.0f)), VF_SET1(0.5f)))));
@@ -354,17 +368,13 @@ static void ev_step(const ew_prog *p, int32_t s, float *v, int64_t m, const floa
     case FUSED_EW_SIGN:
         EV_UNARY(VF_SEL(VF_GT(x, EV_ZERO), EV_ONE, VF_SEL(VF_LT(x, EV_ZERO), VF_SET1(-1.0f), x)));
     case FUSED_EW_GELU: EV_UNARY(ev_gelu(x));
-    case FUSED_EW_GELU_TANH: {
-        /* x * sigmoid(2.0f * K * (x + 0.044715f * x * x * x)), the scalar order */
-        const VF k2 = VF_SET1(2.0f * 0.79788456080286535588f);
-        EV_UNARY(
-            VF_MUL(x, ev_sigmoid(VF_MUL(
-                          k2, VF_ADD(x, VF_MUL(VF_MUL(VF_MUL(VF_SET1(0.044715f), x), x), x))))));
-    }
-    default: ew_step_scalar(p, s, v, m, o, os); break;
+    case FUSED_EW_GELU_TANH: EV_UNARY(ev_gelu_tanh(x));
+    default: ev_step_libm(p, s, src, dst, v, m, o, os); break;
     }
 }
 
+/* Blocks of EW_BLOCK: the first step reads x where it lies (or a block of its one value),
+ * the last writes y, the ones between go through v. */
 static void ev_chain(const ew_prog *p, float *y, int64_t m, const float *const *opd,
                      const int64_t *os)
 {
@@ -373,21 +383,29 @@ static void ev_chain(const ew_prog *p, float *y, int64_t m, const float *const *
     int64_t nk = 1;
     for (int32_t s = 0; s < p->n; s++)
         if (p->operand[s] + 1 > nk) nk = p->operand[s] + 1;
+    /* one vector step (a plain op's program): straight from x to y, no blocks */
+    if (p->n == 1 && os[0] && !ew_step_is_scalar(p->ops[0]) && fused_ew_step(p->ops[0])) {
+        ev_step(p, 0, opd[0], y, v, m, opd, os);
+        return;
+    }
     for (int64_t j = 0; j < m; j += EW_BLOCK) {
         const int64_t mb = m - j < EW_BLOCK ? m - j : EW_BLOCK;
         for (int64_t k = 0; k < nk; k++) o[k] = opd[k] + j * os[k];
-        int64_t i = 0;
-        if (os[0]) {
-            for (; i + W <= mb; i += W) VF_STOREU(v + i, VF_LOADU(o[0] + i));
-            if (i < mb) VF_STOREU(v + i, VF_LOAD_TAIL(o[0] + i, mb - i));
-        } else {
+        const float *src = o[0];
+        if (!os[0]) {
             const VF c = VF_SET1(o[0][0]);
-            for (; i < mb; i += W) VF_STOREU(v + i, c);
+            for (int64_t i = 0; i < mb; i += W) VF_STOREU(v + i, c);
+            src = v;
         }
-        for (int32_t s = 0; s < p->n; s++) ev_step(p, s, v, mb, o, os);
-        float *yb = y + j;
-        for (i = 0; i + W <= mb; i += W) VF_STOREU(yb + i, VF_LOADU(v + i));
-        if (i < mb) VF_STORE_TAIL(yb + i, VF_LOADU(v + i), mb - i);
+        if (p->n == 0) {
+            memmove(y + j, src, sizeof(float) * (size_t)mb);
+            continue;
+        }
+        for (int32_t s = 0; s < p->n; s++) {
+            float *dst = s == p->n - 1 ? y + j : v;
+            ev_step(p, s, src, dst, v, mb, o, os);
+            src = v;
+        }
     }
 }
 
