@@ -597,6 +597,31 @@ static void check_prog(const char *what, const prog *p, const ir_tensor *in, int
     free(unstable);
 }
 
+/* Pow by a scalar 2 is x * x on the vector paths: correctly rounded, within an ulp of powf
+ * (which is not, now and then). */
+static void test_pow_square(void **state)
+{
+    (void)state;
+    tu_rng r = {97};
+    for (int t = 0; t < 8; t++) {
+        kiln_dims xs = random_shape(&r, 1);
+        float two = 2.0f;
+        kiln_dims es = t % 2 ? (kiln_dims){0, {0}} : (kiln_dims){1, {1}};
+        ir_tensor in[2] = {random_tensor(&r, &xs, -1e3f, 1e3f, true),
+                           tu_tensor_f32(es.rank, es.d, &two)};
+        check_op("Pow by 2", "Pow", NULL, 0, in, 2, 1, "eltwise", false, false);
+        prog p = {0};
+        step(&p, FUSED_EW_SIGMOID, -1, 0, 0, 0);
+        step(&p, FUSED_EW_POW, 1, 0, 0, 0);
+        step(&p, FUSED_EW_MUL, 0, 0, 0, 0);
+        kiln_attr a[5];
+        check_op("sigmoid, squared, times x", "kiln.Elementwise", a, prog_attrs(&p, a), in, 2, 1,
+                 "eltwise", false, t == 3);
+        tu_tensor_free(&in[0]);
+        tu_tensor_free(&in[1]);
+    }
+}
+
 /* Every step alone; binary ones on both sides against every kind of operand. */
 static void test_chain_each_step(void **state)
 {
@@ -971,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_unary_special_values),
         cmocka_unit_test(test_clip),
         cmocka_unit_test(test_binary_ops),
+        cmocka_unit_test(test_pow_square),
         cmocka_unit_test(test_variadic_ops),
         cmocka_unit_test(test_chain_each_step),
         cmocka_unit_test(test_chain_random_programs),

@@ -22,6 +22,9 @@
 #define EW_PAR_MIN_WORK ((int64_t)1 << 16)
 /* Elements of a row one thread unit covers: long rows split into such runs. */
 #define EW_SEG 4096
+/* Rows shorter than this are gathered, EW_GATHER elements at a time (chain_range_short). */
+#define EW_SHORT  64
+#define EW_GATHER 512
 
 static bool is_op(const ir_node *n, const char *op) { return strcmp(n->op->name, op) == 0; }
 
@@ -218,24 +221,85 @@ typedef struct chain_job {
     int64_t inner, segs; /* a row of `inner` elements is `segs` units */
 } chain_job;
 
+/* The offsets of every input at the start of row `row`, and its multi-index. */
+static void row_start(const ew_walk *w, int64_t row, int64_t *idx, int64_t *off)
+{
+    memset(off, 0, sizeof *off * (size_t)w->n_in);
+    memset(idx, 0, sizeof *idx * KILN_MAX_RANK);
+    for (int32_t d = w->rank - 2; d >= 0; d--) {
+        idx[d] = row % w->d[d];
+        row /= w->d[d];
+        for (int32_t k = 0; k < w->n_in; k++) off[k] += idx[d] * w->st[k][d];
+    }
+}
+
+/* To the next row. */
+static inline void row_next(const ew_walk *w, int64_t *idx, int64_t *off)
+{
+    for (int32_t d = w->rank - 2; d >= 0; d--) {
+        for (int32_t k = 0; k < w->n_in; k++) off[k] += w->st[k][d];
+        if (++idx[d] < w->d[d]) break;
+        for (int32_t k = 0; k < w->n_in; k++) off[k] -= w->st[k][d] * w->d[d];
+        idx[d] = 0;
+    }
+}
+
+/* Rows u0 .. u1 - 1 shorter than EW_SHORT (an operand broadcast along a middle dim, as
+ * YOLO's anchors [1,3,1,1,2] against [1,3,32,32,2]): a program call per row would cost more
+ * than its work, so rows go EW_GATHER elements at a time through buffers holding each
+ * input's rows side by side, and the program runs once over them. The output's rows are
+ * adjacent already. */
+static void chain_range_short(const chain_job *J, int64_t u0, int64_t u1)
+{
+    const ew_walk *w = J->w;
+    const int32_t nk = w->n_in;
+    const int64_t inner = J->inner, per = EW_GATHER / inner;
+    float buf[EW_MAX_IN][EW_GATHER];
+    int64_t idx[KILN_MAX_RANK], off[EW_MAX_IN], os[EW_MAX_IN];
+    const float *opd[EW_MAX_IN];
+    bool one[EW_MAX_IN]; /* an input of one value stays where it is, read as such */
+    row_start(w, u0, idx, off);
+    for (int32_t k = 0; k < nk; k++) {
+        one[k] = true;
+        for (int32_t d = 0; d < w->rank; d++) one[k] = one[k] && w->st[k][d] == 0;
+        os[k] = one[k] ? 0 : 1;
+        opd[k] = one[k] ? J->L->in[k]->data : buf[k];
+    }
+    for (int64_t row = u0; row < u1;) {
+        const int64_t g = u1 - row < per ? u1 - row : per;
+        for (int64_t r = 0; r < g; r++) {
+            for (int32_t k = 0; k < nk; k++) {
+                if (one[k]) continue;
+                const float *src = (const float *)J->L->in[k]->data + off[k];
+                float *dst = buf[k] + r * inner;
+                if (w->st[k][w->rank - 1])
+                    for (int64_t i = 0; i < inner; i++) dst[i] = src[i];
+                else
+                    for (int64_t i = 0; i < inner; i++) dst[i] = src[0];
+            }
+            row_next(w, idx, off);
+        }
+        J->isa->chain(&J->L->p, J->y + row * inner, g * inner, opd, os);
+        row += g;
+    }
+}
+
 /* Units u0 .. u1 - 1, unit u being run u % segs of row u / segs. */
 static void chain_range(const void *ctx, int64_t u0, int64_t u1)
 {
     const chain_job *J = ctx;
     const ew_walk *w = J->w;
-    const int32_t r = w->rank, nk = w->n_in;
     if (u0 >= u1) return;
-    int64_t row = u0 / J->segs, seg = u0 % J->segs;
-    int64_t idx[KILN_MAX_RANK] = {0}, off[EW_MAX_IN] = {0}, os[EW_MAX_IN];
-    const float *opd[EW_MAX_IN];
-    for (int32_t k = 0; k < nk; k++) os[k] = w->st[k][r - 1];
-    /* the multi-index of the first row, then walked row by row */
-    int64_t rest = row;
-    for (int32_t d = r - 2; d >= 0; d--) {
-        idx[d] = rest % w->d[d];
-        rest /= w->d[d];
-        for (int32_t k = 0; k < nk; k++) off[k] += idx[d] * w->st[k][d];
+    if (J->inner < EW_SHORT && u1 - u0 > 1) {
+        chain_range_short(J, u0, u1);
+        return;
     }
+    const int32_t nk = w->n_in;
+    int64_t row = u0 / J->segs, seg = u0 % J->segs;
+    int64_t idx[KILN_MAX_RANK], off[EW_MAX_IN], os[EW_MAX_IN];
+    const float *opd[EW_MAX_IN];
+    for (int32_t k = 0; k < nk; k++) os[k] = w->st[k][w->rank - 1];
+    row_start(w, row, idx, off);
     for (int64_t u = u0; u < u1;) {
         /* the units of this row the range covers, in one call */
         const int64_t last = (u1 - u) < (J->segs - seg) ? seg + (u1 - u) : J->segs;
@@ -247,12 +311,7 @@ static void chain_range(const void *ctx, int64_t u0, int64_t u1)
         if (last < J->segs) break; /* the range ends inside this row */
         seg = 0;
         row++;
-        for (int32_t d = r - 2; d >= 0; d--) {
-            for (int32_t k = 0; k < nk; k++) off[k] += w->st[k][d];
-            if (++idx[d] < w->d[d]) break;
-            for (int32_t k = 0; k < nk; k++) off[k] -= w->st[k][d] * w->d[d];
-            idx[d] = 0;
-        }
+        row_next(w, idx, off);
     }
 }
 

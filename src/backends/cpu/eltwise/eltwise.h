@@ -10,9 +10,9 @@
  * reciprocal, clip, HardSigmoid, HardSwish, Softsign, ThresholdedRelu, floor, ceil, round,
  * sign: the same operations in the same order, no contraction into FMAs); exp, log, erf,
  * tanh, sigmoid, Gelu, the expm1 of Elu/Celu/Selu, Softplus and Mish use polynomials
- * within a few ulp of libm (eltwise_vec.h says how); Pow, Sin and Cos call libm lane by
- * lane. Sums (softmax, layer norm, reductions) accumulate in double like the references,
- * in another order, which the rounding to float hides.
+ * within a few ulp of libm (eltwise_vec.h says how); Pow by a scalar 2 is x * x; other
+ * Pow, Sin and Cos call libm lane by lane. Sums (softmax, layer norm, reductions) accumulate in
+ * double like the references, in another order, which the rounding to float hides.
  *
  * Every result depends only on its own row (or element), never on how the driver splits
  * the work among threads. */
