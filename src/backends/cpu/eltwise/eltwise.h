@@ -68,11 +68,12 @@ extern const ew_isa ew_isa_avx2;
 extern const ew_isa ew_isa_avx512;
 #endif
 
-/* Step s of p on v[0..m), input k at opd[k] with stride os[k], with the reference's
- * formula: the generic path's steps, and the vector paths' for steps without a vector
- * formula. */
-void ew_step_scalar(const ew_prog *p, int32_t s, float *v, int64_t m, const float *const *opd,
-                    const int64_t *os);
+/* Step s of p from src[0..m) to dst (which may be src), input k at opd[k] with stride
+ * os[k], with the reference's formula: the generic path's steps, and the vector paths' for
+ * steps without a vector formula. Element i is read, at every input, before dst[i] is
+ * written, and nothing else is, so dst may also be input 0 (in place). */
+void ew_step_scalar(const ew_prog *p, int32_t s, const float *src, float *dst, int64_t m,
+                    const float *const *opd, const int64_t *os);
 
 /* Whether a vector path computes step `code` with libm lane by lane (Pow, Sin, Cos). */
 bool ew_step_is_scalar(int64_t code);

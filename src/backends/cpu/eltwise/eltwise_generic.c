@@ -11,31 +11,32 @@
 
 /* ---- chains ---- */
 
-/* v[i] = EXPR(x) with x = v[i]. */
+/* dst[i] = EXPR(x) with x = src[i]. */
 #define UNARY(EXPR)                                                                                \
     for (int64_t i = 0; i < m; i++) {                                                              \
-        const float x = v[i];                                                                      \
-        v[i] = (EXPR);                                                                             \
+        const float x = src[i];                                                                    \
+        dst[i] = (EXPR);                                                                           \
     }                                                                                              \
     break
 
-/* v[i] = F(v[i], b[i]) (side 0) or F(b[i], v[i]) (side 1); b is one value when bs is 0. */
+/* dst[i] = F(src[i], b[i]) (side 0) or F(b[i], src[i]) (side 1); b is one value when bs is
+ * 0. */
 #define BINARY(F)                                                                                  \
     if (bs == 0) {                                                                                 \
         const float c = b[0];                                                                      \
         if (right)                                                                                 \
-            for (int64_t i = 0; i < m; i++) v[i] = F(c, v[i]);                                     \
+            for (int64_t i = 0; i < m; i++) dst[i] = F(c, src[i]);                                 \
         else                                                                                       \
-            for (int64_t i = 0; i < m; i++) v[i] = F(v[i], c);                                     \
+            for (int64_t i = 0; i < m; i++) dst[i] = F(src[i], c);                                 \
     } else if (right) {                                                                            \
-        for (int64_t i = 0; i < m; i++) v[i] = F(b[i], v[i]);                                      \
+        for (int64_t i = 0; i < m; i++) dst[i] = F(b[i], src[i]);                                  \
     } else {                                                                                       \
-        for (int64_t i = 0; i < m; i++) v[i] = F(v[i], b[i]);                                      \
+        for (int64_t i = 0; i < m; i++) dst[i] = F(src[i], b[i]);                                  \
     }                                                                                              \
     break
 
-void ew_step_scalar(const ew_prog *p, int32_t s, float *v, int64_t m, const float *const *opd,
-                    const int64_t *os)
+void ew_step_scalar(const ew_prog *p, int32_t s, const float *src, float *dst, int64_t m,
+                    const float *const *opd, const int64_t *os)
 {
     const float a = p->alpha[s], be = p->beta[s];
     const int64_t k = p->operand[s] < 0 ? 0 : p->operand[s];
@@ -89,23 +90,36 @@ bool ew_step_is_scalar(int64_t code)
     return code == FUSED_EW_POW || code == FUSED_EW_SIN || code == FUSED_EW_COS;
 }
 
+/* As the vector paths: the first step reads x where it lies (or a block of its one value),
+ * the last writes y, the ones between go through v. */
 static void chain_generic(const ew_prog *p, float *y, int64_t m, const float *const *opd,
                           const int64_t *os)
 {
     float v[EW_BLOCK];
     const float *o[EW_MAX_IN];
-    int64_t nk = 0;
+    int64_t nk = 1;
     for (int32_t s = 0; s < p->n; s++)
         if (p->operand[s] + 1 > nk) nk = p->operand[s] + 1;
+    if (p->n == 1 && os[0]) {
+        ew_step_scalar(p, 0, opd[0], y, m, opd, os);
+        return;
+    }
     for (int64_t j = 0; j < m; j += EW_BLOCK) {
         const int64_t mb = m - j < EW_BLOCK ? m - j : EW_BLOCK;
         for (int64_t k = 0; k < nk; k++) o[k] = opd[k] + j * os[k];
-        if (os[0])
-            memcpy(v, opd[0] + j, sizeof(float) * (size_t)mb);
-        else
-            for (int64_t i = 0; i < mb; i++) v[i] = opd[0][0];
-        for (int32_t s = 0; s < p->n; s++) ew_step_scalar(p, s, v, mb, o, os);
-        memcpy(y + j, v, sizeof(float) * (size_t)mb);
+        const float *src = o[0];
+        if (!os[0]) {
+            for (int64_t i = 0; i < mb; i++) v[i] = o[0][0];
+            src = v;
+        }
+        if (p->n == 0) {
+            memmove(y + j, src, sizeof(float) * (size_t)mb);
+            continue;
+        }
+        for (int32_t s = 0; s < p->n; s++) {
+            ew_step_scalar(p, s, src, s == p->n - 1 ? y + j : v, mb, o, os);
+            src = v;
+        }
     }
 }
 

@@ -303,19 +303,8 @@ static inline VF ev_gelu_tanh(VF x)
     EV_LOOP(EV_NO_B, EXPR)                                                                         \
     break
 
-/* Step s of p with the reference's scalar loop, in the block buffer v: dst may be x (in
- * place), which a later operand read of x must not see changed. */
-static void ev_step_libm(const ew_prog *p, int32_t s, const float *src, float *dst, float *v,
-                         int64_t m, const float *const *o, const int64_t *os)
-{
-    if (src != v) memcpy(v, src, sizeof(float) * (size_t)m);
-    ew_step_scalar(p, s, v, m, o, os);
-    if (dst != v) memcpy(dst, v, sizeof(float) * (size_t)m);
-}
-
-/* Step s of p from src to dst (m elements, both contiguous; they may be the same); v is the
- * block buffer. */
-static void ev_step(const ew_prog *p, int32_t s, const float *src, float *dst, float *v, int64_t m,
+/* Step s of p from src to dst (m elements, both contiguous; they may be the same). */
+static void ev_step(const ew_prog *p, int32_t s, const float *src, float *dst, int64_t m,
                     const float *const *o, const int64_t *os)
 {
     const int64_t code = p->ops[s];
@@ -330,7 +319,7 @@ static void ev_step(const ew_prog *p, int32_t s, const float *src, float *dst, f
         return;
     }
     if (ew_step_is_scalar(code)) {
-        ev_step_libm(p, s, src, dst, v, m, o, os);
+        ew_step_scalar(p, s, src, dst, m, o, os);
         return;
     }
     const float af = p->alpha[s], bf = p->beta[s];
@@ -377,7 +366,7 @@ static void ev_step(const ew_prog *p, int32_t s, const float *src, float *dst, f
         EV_UNARY(VF_SEL(VF_GT(x, EV_ZERO), EV_ONE, VF_SEL(VF_LT(x, EV_ZERO), VF_SET1(-1.0f), x)));
     case FUSED_EW_GELU: EV_UNARY(ev_gelu(x));
     case FUSED_EW_GELU_TANH: EV_UNARY(ev_gelu_tanh(x));
-    default: ev_step_libm(p, s, src, dst, v, m, o, os); break;
+    default: ew_step_scalar(p, s, src, dst, m, o, os); break;
     }
 }
 
@@ -391,9 +380,9 @@ static void ev_chain(const ew_prog *p, float *y, int64_t m, const float *const *
     int64_t nk = 1;
     for (int32_t s = 0; s < p->n; s++)
         if (p->operand[s] + 1 > nk) nk = p->operand[s] + 1;
-    /* one vector step (a plain op's program): straight from x to y, no blocks */
-    if (p->n == 1 && os[0] && !ew_step_is_scalar(p->ops[0]) && fused_ew_step(p->ops[0])) {
-        ev_step(p, 0, opd[0], y, v, m, opd, os);
+    /* one step (a plain op's program): straight from x to y, no blocks */
+    if (p->n == 1 && os[0]) {
+        ev_step(p, 0, opd[0], y, m, opd, os);
         return;
     }
     for (int64_t j = 0; j < m; j += EW_BLOCK) {
@@ -411,7 +400,7 @@ static void ev_chain(const ew_prog *p, float *y, int64_t m, const float *const *
         }
         for (int32_t s = 0; s < p->n; s++) {
             float *dst = s == p->n - 1 ? y + j : v;
-            ev_step(p, s, src, dst, v, mb, o, os);
+            ev_step(p, s, src, dst, mb, o, os);
             src = v;
         }
     }
