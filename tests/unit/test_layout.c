@@ -590,6 +590,12 @@ static const char *layer_kernel(const kiln_engine *e, const char *name)
     return li.kernel;
 }
 
+/* Whether kernel k runs on plain tensors: the reference or a fast kernel, not a blocked one. */
+static bool plain_kernel(const char *k)
+{
+    return strcmp(k, "ref") == 0 || strncmp(k, "ref_", 4) != 0;
+}
+
 static const char *layer_op(const kiln_engine *e, int32_t i)
 {
     kiln_layer_info li;
@@ -738,7 +744,7 @@ static void test_unblocked_layer_in_the_middle(void **state)
         assert_string_equal(kiln_engine_tensor_layout(e, "c1"), "nchw8c");
         assert_string_equal(kiln_engine_tensor_layout(e, "m"), "plain");
         assert_string_equal(kiln_engine_layer_input(e, tn_find_layer(e, "conv2"), 0), "m::nchw8c");
-        assert_string_equal(layer_kernel(e, "mid"), "ref");
+        assert_true(plain_kernel(layer_kernel(e, "mid")));
         kiln_engine_destroy(e);
         same_numbers(net, IR_LAYOUT_NCHW8C, NULL);
         kiln_network_destroy(net);
@@ -868,7 +874,7 @@ static void test_network_reorders(void **state)
             assert_int_equal(tn_count_op(e, "kiln.Reorder"), 0);
             assert_int_equal(kiln_engine_num_layers(e), 1);
             assert_string_equal(kiln_engine_layer_input(e, 0, 0), "x");
-            assert_string_equal(layer_kernel(e, "relu"), "ref");
+            assert_true(plain_kernel(layer_kernel(e, "relu")));
         } else { /* the agnostic Relu keeps nchw16c */
             assert_int_equal(tn_count_op(e, "kiln.Reorder"), 2);
             assert_string_equal(layer_kernel(e, "relu"), "ref_blocked");

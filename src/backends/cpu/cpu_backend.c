@@ -125,6 +125,7 @@ static const struct {
     {cpu_gemm_kernels, &cpu_gemm_kernel_count, NULL},
     /* after the GEMM kernels: those take MatMul with a constant B, these any other */
     {cpu_transformer_kernels, &cpu_transformer_kernel_count, NULL},
+    {cpu_eltwise_kernels, &cpu_eltwise_kernel_count, NULL},
     {cpu_nchwc_kernels, &cpu_nchwc_kernel_count, NULL},
     {g_kernels, &g_kernel_count, NULL},
 };

@@ -32,6 +32,13 @@ extern const int32_t cpu_winograd_kernel_count;
 extern const backend_kernel cpu_dwpool_kernels[];
 extern const int32_t cpu_dwpool_kernel_count;
 
+/* The kernels of eltwise_layers.c on plain f32 tensors, per ISA path (avx512, avx2, generic):
+ * kiln.Elementwise and the elementwise ops ("eltwise_*"), Softmax and LogSoftmax
+ * ("softmax_*"), LayerNormalization ("layernorm_*"), ReduceSum and ReduceMean over trailing
+ * axes ("reduce_*"). */
+extern const backend_kernel cpu_eltwise_kernels[];
+extern const int32_t cpu_eltwise_kernel_count;
+
 /* Whether a blocked reference kernel runs layer `n` with its activations in layout `l`
  * (a blocked one); if so fills the layout of every input and output slot: `l` for the
  * data (X, Z, the per-channel operand of Add and Mul), plain for weights and biases.
