@@ -97,6 +97,7 @@ typedef struct dwp_prep {
     LM lm[DWP_TAB_CH][DWP_TAB_K]; /* the lanes whose tap kx lies inside the row */
     LM ema[DWP_TAB_CH][DWP_TAB_K]; /* stride 2: the elements of the two loads those lanes */
     LM emb[DWP_TAB_CH][DWP_TAB_K]; /* take (VF_LOAD_S2M) */
+    float cx[DWP_TAB_CH * VL];     /* AveragePool: each column's divisor (1 past the row) */
 #ifdef DWP_FLAT
     int64_t nvec;                       /* vectors per plane; 0: no flat path */
     int64_t prows;                      /* stride 2: rows of a phase plane */
@@ -195,6 +196,11 @@ void NAME(dwp_prepare)(dwp_args *a)
                 t->emb[j][kx] = LM_BITS(eb);
             }
             t->full[j] = full;
+            for (int64_t l = 0; l < VL; l++)
+                t->cx[j * VL + l] = a->op == DWP_AVG && ox + l < a->ow
+                                        ? (float)dwp_avg_taps((ox + l) * a->sw - a->pw, a->iw,
+                                                              a->pe_w, a->kw, a->dw, a->include_pad)
+                                        : 1.0f;
         }
         t->nch = nch;
     }
@@ -439,14 +445,20 @@ DWP_INLINE void chunk_v(const int OP, const int K, const int S, const bool FULL,
         taps_v(OP, K, S, FULL, TAB, ALL, c, rp, ky_lo, ky_hi, wv, lm, ema, emb, init, ox, n, &nan);
     const LM tail = FULL ? LM_ALL : LM_RANGE(0, n);
     if (OP == DWP_CONV) acc = VF_MIN(c->hi, VF_MAX(c->lo, acc));
-    float cnt[VL];
-    if (OP == DWP_AVG) {
-        if (FULL) {
-            acc = VF_DIV(acc, VF_SET1((float)(cy * c->kw)));
+    /* an average's divisor: rows (cy) times columns; an empty window gives NaN, as the
+     * reference (0 / 0 would give the negative one) */
+    if (OP == DWP_AVG && FULL) {
+        acc = cy ? VF_DIV(acc, VF_SET1((float)(cy * c->kw))) : VF_SET1(NAN);
+    } else if (OP == DWP_AVG) {
+        VF cnt;
+        if (TAB) {
+            cnt = VF_MUL(VF_SET1((float)cy), VF_LOAD(c->t->cx + ox)); /* exact: small ints */
         } else {
-            for (int64_t l = 0; l < VL; l++) cnt[l] = l < n ? avg_count_v(c->a, cy, ox + l) : 1.0f;
-            acc = VF_DIV(acc, VF_LOAD(cnt));
+            float tmp[VL];
+            for (int64_t l = 0; l < VL; l++) tmp[l] = l < n ? avg_count_v(c->a, cy, ox + l) : 1.0f;
+            cnt = VF_LOAD(tmp);
         }
+        acc = VF_SEL(VF_LT(cnt, VF_SET1(0.5f)), VF_SET1(NAN), VF_DIV(acc, cnt));
     }
     if (FULL)
         VF_STORE(y + ox, acc);
@@ -454,10 +466,6 @@ DWP_INLINE void chunk_v(const int OP, const int K, const int S, const bool FULL,
         VF_STOREM(y + ox, tail, acc);
     if (OP == DWP_MAX && LM_ANY(nan))
         for (int64_t l = 0; l < n; l++) y[ox + l] = max_scalar_v(c, oy, ox + l);
-    /* an empty window: NaN, as the reference (0 / 0 would give the negative one) */
-    if (OP == DWP_AVG)
-        for (int64_t l = 0; l < n; l++)
-            if (FULL ? cy == 0 : cnt[l] == 0.0f) y[ox + l] = NAN;
 }
 
 /* One output row: the tables' chunks, or without tables border chunks masked as worked out
