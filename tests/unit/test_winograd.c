@@ -515,6 +515,7 @@ static void test_dynamic_shapes(void **state)
     kiln_config *cfg = NULL;
     assert_int_equal(kiln_config_create(&cfg), KILN_OK);
     assert_int_equal(kiln_config_set_threads(cfg, 2), KILN_OK);
+    assert_int_equal(kiln_config_set_tactic_timing(cfg, 0), KILN_OK); /* Winograd, untimed */
     kiln_dims mn = {4, {1, 24, 1, 1}}, opt = {4, {2, 24, 16, 16}}, mx = {4, {3, 24, 30, 29}};
     assert_int_equal(kiln_config_set_shape_range(cfg, 0, "x", &mn, &opt, &mx), KILN_OK);
     kiln_engine *e = NULL;
