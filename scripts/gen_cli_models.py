@@ -2,7 +2,7 @@
 """Writes the small ONNX models the command-line tests (tests/cli/test_cli.sh) use, so
 that ctest needs neither Python nor onnx: the files are committed.
 
-    /work/main/build/venv/bin/python scripts/gen_cli_models.py   (or any python with onnx)
+    build/venv/bin/python scripts/gen_cli_models.py   (or any python with onnx)
 
 tests/cli/data/pair.onnx: two inputs with a symbolic batch and sequence length,
     a [batch, seq, 8] and b [batch, seq, 8] -> Add -> MatMul by w [8, 3] -> y [batch, seq, 3]
