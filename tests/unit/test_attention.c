@@ -530,20 +530,6 @@ static void test_pass_leaves_alone(void **state)
 }
 
 /* The log names every layer taken in. */
-static int capture_len;
-static char capture_text[8192];
-
-static void capture(kiln_log_level level, const char *msg, void *user)
-{
-    size_t n = strlen(msg);
-    if ((size_t)capture_len + n + 2 < sizeof capture_text) {
-        memcpy(capture_text + capture_len, msg, n);
-        capture_len += (int)n;
-        capture_text[capture_len++] = '\n';
-        capture_text[capture_len] = 0;
-    }
-}
-
 static kiln_network *full_net(void)
 {
     char fused[128];
@@ -557,20 +543,12 @@ static kiln_network *full_net(void)
 static void test_pass_log(void **state)
 {
     kiln_network *net = full_net();
-    capture_len = 0;
-    capture_text[0] = 0;
-    kiln_set_logger(capture, NULL, KILN_LOG_VERBOSE);
-    kiln_config *cfg = NULL;
-    kiln_engine *e = NULL;
-    assert_int_equal(kiln_config_create(&cfg), KILN_OK);
-    assert_int_equal(kiln_config_set_log_level(cfg, KILN_LOG_VERBOSE), KILN_OK);
-    assert_int_equal(kiln_build(net, cfg, &e), KILN_OK);
-    kiln_set_logger(NULL, NULL, KILN_LOG_ERROR);
-    kiln_config_destroy(cfg);
+    const char *capture_text;
+    kiln_engine *e = tn_build_logged(net, &capture_text);
     const char *want = "attention: 'qk' (MatMul) + 'qscale' (Mul) + 'kt' (Transpose) + 'scale' "
                        "(Div) + 'mask' (Add) + 'softmax' (Softmax) + 'pv' (MatMul) -> "
                        "kiln.Attention 'qk' (Q scale 0.35, scores / 2, mask m, K as [.., Sk, D])";
-    if (!strstr(capture_text, want)) fail_msg("log lacks \"%s\":\n%s", want, capture_text);
+    tn_expect_log(capture_text, want);
     bool found = false;
     for (int32_t k = 0; kiln_pass_name(k); k++) found |= !strcmp(kiln_pass_name(k), "attention");
     assert_true(found);

@@ -314,20 +314,6 @@ static void test_op_errors(void **state)
 
 /* ---- the pass: what it fuses ---- */
 
-static int log_len;
-static char log_text[16384];
-
-static void capture(kiln_log_level level, const char *msg, void *user)
-{
-    size_t n = strlen(msg);
-    if ((size_t)log_len + n + 2 < sizeof log_text) {
-        memcpy(log_text + log_len, msg, n);
-        log_len += (int)n;
-        log_text[log_len++] = '\n';
-        log_text[log_len] = 0;
-    }
-}
-
 /* Relu(x * s + b) with s and b per channel. */
 static kiln_network *scale_shift_relu(void)
 {
@@ -383,19 +369,12 @@ static void test_pass_scale_shift_relu(void **state)
     ir_graph_free(&g);
 
     /* the log names every layer */
-    log_len = 0;
-    log_text[0] = 0;
-    kiln_set_logger(capture, NULL, KILN_LOG_VERBOSE);
-    kiln_config *cfg = NULL;
-    assert_int_equal(kiln_config_create(&cfg), KILN_OK);
-    assert_int_equal(kiln_config_set_log_level(cfg, KILN_LOG_VERBOSE), KILN_OK);
-    assert_int_equal(kiln_build(net, cfg, &e), KILN_OK);
-    kiln_set_logger(NULL, NULL, KILN_LOG_ERROR);
-    kiln_config_destroy(cfg);
+    const char *log_text;
+    e = tn_build_logged(net, &log_text);
     kiln_engine_destroy(e);
     const char *want = "elementwise-chain: 'mul' (Mul) + 'add' (Add) + 'relu' (Relu) -> "
                        "kiln.Elementwise 'mul' (3 steps, 2 operands)";
-    if (!strstr(log_text, want)) fail_msg("log lacks \"%s\":\n%s", want, log_text);
+    tn_expect_log(log_text, want);
     kiln_network_destroy(net);
 }
 

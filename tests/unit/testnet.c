@@ -140,6 +140,45 @@ kiln_engine *tn_build(const kiln_network *net, const char *off)
     return e;
 }
 
+static char g_log[1 << 16];
+static size_t g_log_len;
+
+static void capture(kiln_log_level level, const char *msg, void *user)
+{
+    (void)level;
+    (void)user;
+    size_t n = strlen(msg);
+    if (g_log_len + n + 2 < sizeof g_log) {
+        memcpy(g_log + g_log_len, msg, n);
+        g_log_len += n;
+        g_log[g_log_len++] = '\n';
+        g_log[g_log_len] = 0;
+    }
+}
+
+kiln_engine *tn_build_logged(const kiln_network *net, const char **log)
+{
+    kiln_config *cfg = NULL;
+    kiln_engine *e = NULL;
+    g_log_len = 0;
+    g_log[0] = 0;
+    kiln_set_logger(capture, NULL, KILN_LOG_VERBOSE);
+    assert_int_equal(kiln_config_create(&cfg), KILN_OK);
+    assert_int_equal(kiln_config_set_log_level(cfg, KILN_LOG_VERBOSE), KILN_OK);
+    kiln_status st = kiln_build(net, cfg, &e);
+    kiln_set_logger(NULL, NULL, KILN_LOG_ERROR);
+    kiln_config_destroy(cfg);
+    if (st) print_error("build failed: %s\n", kiln_last_error());
+    assert_int_equal(st, KILN_OK);
+    *log = g_log;
+    return e;
+}
+
+void tn_expect_log(const char *log, const char *want)
+{
+    if (!strstr(log, want)) fail_msg("log lacks \"%s\":\n%s", want, log);
+}
+
 void tn_run(kiln_engine *e, tn_io *b)
 {
     kiln_context *c = NULL;

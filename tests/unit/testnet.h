@@ -54,6 +54,12 @@ bool tn_is_constant(const ir_graph *g, const char *value);
  * layer's first candidate, so two builds of a network give one plan). */
 kiln_engine *tn_build(const kiln_network *net, const char *off);
 
+/* Builds `net` with the default config at log level VERBOSE and every message captured;
+ * *log gets the text, one message a line (valid until the next call). */
+kiln_engine *tn_build_logged(const kiln_network *net, const char **log);
+/* Fails the test, printing `log`, unless it holds `want`. */
+void tn_expect_log(const char *log, const char *want);
+
 /* Input and output buffers of one run. */
 typedef struct tn_io {
     int32_t n;

@@ -176,80 +176,89 @@ kiln_status fused_chain_infer(ir_infer *c)
  * block, and every element still sees all steps in order. */
 #define BLOCK 256
 
-/* v[i] = EXPR(x) with x = v[i]. */
+/* dst[i] = EXPR(x) with x = src[i]. */
 #define UNARY(EXPR)                                                                                \
     for (int64_t i = 0; i < m; i++) {                                                              \
-        const float x = v[i];                                                                      \
-        v[i] = (EXPR);                                                                             \
+        const float x = src[i];                                                                    \
+        dst[i] = (EXPR);                                                                           \
     }                                                                                              \
     break
 
-/* v[i] = F(v[i], b[i]) (side 0) or F(b[i], v[i]) (side 1); b is a scalar when bs is 0. */
+/* dst[i] = F(src[i], b[i * bs]) (side 0) or F(b[i * bs], src[i]) (side 1); the loops for a
+ * scalar (bs 0) and a contiguous operand (bs 1) apart, so that compilers vectorize them. */
 #define BINARY(F)                                                                                  \
     if (bs == 0) {                                                                                 \
         const float c = b[0];                                                                      \
         if (right)                                                                                 \
-            for (int64_t i = 0; i < m; i++) v[i] = F(c, v[i]);                                     \
+            for (int64_t i = 0; i < m; i++) dst[i] = F(c, src[i]);                                 \
         else                                                                                       \
-            for (int64_t i = 0; i < m; i++) v[i] = F(v[i], c);                                     \
+            for (int64_t i = 0; i < m; i++) dst[i] = F(src[i], c);                                 \
+    } else if (bs == 1) {                                                                          \
+        if (right)                                                                                 \
+            for (int64_t i = 0; i < m; i++) dst[i] = F(b[i], src[i]);                              \
+        else                                                                                       \
+            for (int64_t i = 0; i < m; i++) dst[i] = F(src[i], b[i]);                              \
     } else if (right) {                                                                            \
-        for (int64_t i = 0; i < m; i++) v[i] = F(b[i * bs], v[i]);                                 \
+        for (int64_t i = 0; i < m; i++) dst[i] = F(b[i * bs], src[i]);                             \
     } else {                                                                                       \
-        for (int64_t i = 0; i < m; i++) v[i] = F(v[i], b[i * bs]);                                 \
+        for (int64_t i = 0; i < m; i++) dst[i] = F(src[i], b[i * bs]);                             \
     }                                                                                              \
     break
 
-/* Runs the program over v[0 .. m-1]; opd[k] is input k at this block's first element and
- * os[k] its stride along the block. */
+void fused_ew_run_step(int64_t op, bool right, float a, float be, const float *src, float *dst,
+                       int64_t m, const float *b, int64_t bs)
+{
+    switch ((fused_ew_op)op) {
+    case FUSED_EW_ADD: BINARY(ew_add);
+    case FUSED_EW_SUB: BINARY(ew_sub);
+    case FUSED_EW_MUL: BINARY(ew_mul);
+    case FUSED_EW_DIV: BINARY(ew_div);
+    case FUSED_EW_POW: BINARY(ew_pow);
+    case FUSED_EW_MAX: BINARY(ew_max);
+    case FUSED_EW_MIN: BINARY(ew_min);
+    case FUSED_EW_PRELU: BINARY(ew_prelu);
+    case FUSED_EW_RELU: UNARY(ew_relu(x));
+    case FUSED_EW_LEAKY_RELU: UNARY(ew_leaky_relu(x, a));
+    case FUSED_EW_SIGMOID: UNARY(ew_sigmoid(x));
+    case FUSED_EW_TANH: UNARY(ew_tanh(x));
+    case FUSED_EW_EXP: UNARY(ew_exp(x));
+    case FUSED_EW_LOG: UNARY(ew_log(x));
+    case FUSED_EW_SQRT: UNARY(ew_sqrt(x));
+    case FUSED_EW_NEG: UNARY(ew_neg(x));
+    case FUSED_EW_ABS: UNARY(ew_abs(x));
+    case FUSED_EW_RECIPROCAL: UNARY(ew_reciprocal(x));
+    case FUSED_EW_ERF: UNARY(ew_erf(x));
+    case FUSED_EW_CLIP: UNARY(ew_clip(x, a, be));
+    case FUSED_EW_HARD_SIGMOID: UNARY(ew_hard_sigmoid(x, a, be));
+    case FUSED_EW_HARD_SWISH: UNARY(ew_hard_swish(x));
+    case FUSED_EW_ELU: UNARY(ew_elu(x, a));
+    case FUSED_EW_CELU: UNARY(ew_celu(x, a));
+    case FUSED_EW_SELU: UNARY(ew_selu(x, a, be));
+    case FUSED_EW_SOFTPLUS: UNARY(ew_softplus(x));
+    case FUSED_EW_SOFTSIGN: UNARY(ew_softsign(x));
+    case FUSED_EW_MISH: UNARY(ew_mish(x));
+    case FUSED_EW_THRESHOLDED_RELU: UNARY(ew_thresholded_relu(x, a));
+    case FUSED_EW_FLOOR: UNARY(ew_floor(x));
+    case FUSED_EW_CEIL: UNARY(ew_ceil(x));
+    case FUSED_EW_ROUND: UNARY(ew_round(x));
+    case FUSED_EW_SIGN: UNARY(ew_sign(x));
+    case FUSED_EW_SIN: UNARY(ew_sin(x));
+    case FUSED_EW_COS: UNARY(ew_cos(x));
+    case FUSED_EW_GELU: UNARY(ew_gelu_erf(x));
+    case FUSED_EW_GELU_TANH: UNARY(ew_gelu_tanh(x));
+    case FUSED_EW_COUNT: break;
+    }
+}
+
+/* Runs the program over v[0 .. m-1] in place; opd[k] is input k at this block's first
+ * element and os[k] its stride along the block. */
 static void run_block(const program *p, float *v, int64_t m, const float *const *opd,
                       const int64_t *os)
 {
     for (int32_t s = 0; s < p->n; s++) {
-        const float a = p->alpha[s], be = p->beta[s];
         const int64_t k = p->operand[s] < 0 ? 0 : p->operand[s];
-        const float *b = opd[k];
-        const int64_t bs = os[k];
-        const bool right = p->side[s] != 0;
-        switch ((fused_ew_op)p->ops[s]) {
-        case FUSED_EW_ADD: BINARY(ew_add);
-        case FUSED_EW_SUB: BINARY(ew_sub);
-        case FUSED_EW_MUL: BINARY(ew_mul);
-        case FUSED_EW_DIV: BINARY(ew_div);
-        case FUSED_EW_POW: BINARY(ew_pow);
-        case FUSED_EW_MAX: BINARY(ew_max);
-        case FUSED_EW_MIN: BINARY(ew_min);
-        case FUSED_EW_PRELU: BINARY(ew_prelu);
-        case FUSED_EW_RELU: UNARY(ew_relu(x));
-        case FUSED_EW_LEAKY_RELU: UNARY(ew_leaky_relu(x, a));
-        case FUSED_EW_SIGMOID: UNARY(ew_sigmoid(x));
-        case FUSED_EW_TANH: UNARY(ew_tanh(x));
-        case FUSED_EW_EXP: UNARY(ew_exp(x));
-        case FUSED_EW_LOG: UNARY(ew_log(x));
-        case FUSED_EW_SQRT: UNARY(ew_sqrt(x));
-        case FUSED_EW_NEG: UNARY(ew_neg(x));
-        case FUSED_EW_ABS: UNARY(ew_abs(x));
-        case FUSED_EW_RECIPROCAL: UNARY(ew_reciprocal(x));
-        case FUSED_EW_ERF: UNARY(ew_erf(x));
-        case FUSED_EW_CLIP: UNARY(ew_clip(x, a, be));
-        case FUSED_EW_HARD_SIGMOID: UNARY(ew_hard_sigmoid(x, a, be));
-        case FUSED_EW_HARD_SWISH: UNARY(ew_hard_swish(x));
-        case FUSED_EW_ELU: UNARY(ew_elu(x, a));
-        case FUSED_EW_CELU: UNARY(ew_celu(x, a));
-        case FUSED_EW_SELU: UNARY(ew_selu(x, a, be));
-        case FUSED_EW_SOFTPLUS: UNARY(ew_softplus(x));
-        case FUSED_EW_SOFTSIGN: UNARY(ew_softsign(x));
-        case FUSED_EW_MISH: UNARY(ew_mish(x));
-        case FUSED_EW_THRESHOLDED_RELU: UNARY(ew_thresholded_relu(x, a));
-        case FUSED_EW_FLOOR: UNARY(ew_floor(x));
-        case FUSED_EW_CEIL: UNARY(ew_ceil(x));
-        case FUSED_EW_ROUND: UNARY(ew_round(x));
-        case FUSED_EW_SIGN: UNARY(ew_sign(x));
-        case FUSED_EW_SIN: UNARY(ew_sin(x));
-        case FUSED_EW_COS: UNARY(ew_cos(x));
-        case FUSED_EW_GELU: UNARY(ew_gelu_erf(x));
-        case FUSED_EW_GELU_TANH: UNARY(ew_gelu_tanh(x));
-        case FUSED_EW_COUNT: break;
-        }
+        fused_ew_run_step(p->ops[s], p->side[s] != 0, p->alpha[s], p->beta[s], v, v, m, opd[k],
+                          os[k]);
     }
 }
 

@@ -62,4 +62,11 @@ typedef struct fused_ew_info {
 /* Step `code`; NULL when it is no step code. */
 const fused_ew_info *fused_ew_step(int64_t code);
 
+/* One step of a program over m values: dst[i] = the step of src[i] (with b[i * bs], on the
+ * right when `right`, for a binary step; a, be its alpha and beta), by the formulas of
+ * elementwise_scalar.h. src and dst may be one array. kiln.Elementwise's reference kernel
+ * and the CPU backend's portable path both run steps through it. */
+void fused_ew_run_step(int64_t op, bool right, float a, float be, const float *src, float *dst,
+                       int64_t m, const float *b, int64_t bs);
+
 #endif /* KILN_FUSED_CHAIN_H */

@@ -11,78 +11,12 @@
 
 /* ---- chains ---- */
 
-/* dst[i] = EXPR(x) with x = src[i]. */
-#define UNARY(EXPR)                                                                                \
-    for (int64_t i = 0; i < m; i++) {                                                              \
-        const float x = src[i];                                                                    \
-        dst[i] = (EXPR);                                                                           \
-    }                                                                                              \
-    break
-
-/* dst[i] = F(src[i], b[i]) (side 0) or F(b[i], src[i]) (side 1); b is one value when bs is
- * 0. */
-#define BINARY(F)                                                                                  \
-    if (bs == 0) {                                                                                 \
-        const float c = b[0];                                                                      \
-        if (right)                                                                                 \
-            for (int64_t i = 0; i < m; i++) dst[i] = F(c, src[i]);                                 \
-        else                                                                                       \
-            for (int64_t i = 0; i < m; i++) dst[i] = F(src[i], c);                                 \
-    } else if (right) {                                                                            \
-        for (int64_t i = 0; i < m; i++) dst[i] = F(b[i], src[i]);                                  \
-    } else {                                                                                       \
-        for (int64_t i = 0; i < m; i++) dst[i] = F(src[i], b[i]);                                  \
-    }                                                                                              \
-    break
-
 void ew_step_scalar(const ew_prog *p, int32_t s, const float *src, float *dst, int64_t m,
                     const float *const *opd, const int64_t *os)
 {
-    const float a = p->alpha[s], be = p->beta[s];
     const int64_t k = p->operand[s] < 0 ? 0 : p->operand[s];
-    const float *b = opd[k];
-    const int64_t bs = os[k];
-    const bool right = p->side[s] != 0;
-    switch ((fused_ew_op)p->ops[s]) {
-    case FUSED_EW_ADD: BINARY(ew_add);
-    case FUSED_EW_SUB: BINARY(ew_sub);
-    case FUSED_EW_MUL: BINARY(ew_mul);
-    case FUSED_EW_DIV: BINARY(ew_div);
-    case FUSED_EW_POW: BINARY(ew_pow);
-    case FUSED_EW_MAX: BINARY(ew_max);
-    case FUSED_EW_MIN: BINARY(ew_min);
-    case FUSED_EW_PRELU: BINARY(ew_prelu);
-    case FUSED_EW_RELU: UNARY(ew_relu(x));
-    case FUSED_EW_LEAKY_RELU: UNARY(ew_leaky_relu(x, a));
-    case FUSED_EW_SIGMOID: UNARY(ew_sigmoid(x));
-    case FUSED_EW_TANH: UNARY(ew_tanh(x));
-    case FUSED_EW_EXP: UNARY(ew_exp(x));
-    case FUSED_EW_LOG: UNARY(ew_log(x));
-    case FUSED_EW_SQRT: UNARY(ew_sqrt(x));
-    case FUSED_EW_NEG: UNARY(ew_neg(x));
-    case FUSED_EW_ABS: UNARY(ew_abs(x));
-    case FUSED_EW_RECIPROCAL: UNARY(ew_reciprocal(x));
-    case FUSED_EW_ERF: UNARY(ew_erf(x));
-    case FUSED_EW_CLIP: UNARY(ew_clip(x, a, be));
-    case FUSED_EW_HARD_SIGMOID: UNARY(ew_hard_sigmoid(x, a, be));
-    case FUSED_EW_HARD_SWISH: UNARY(ew_hard_swish(x));
-    case FUSED_EW_ELU: UNARY(ew_elu(x, a));
-    case FUSED_EW_CELU: UNARY(ew_celu(x, a));
-    case FUSED_EW_SELU: UNARY(ew_selu(x, a, be));
-    case FUSED_EW_SOFTPLUS: UNARY(ew_softplus(x));
-    case FUSED_EW_SOFTSIGN: UNARY(ew_softsign(x));
-    case FUSED_EW_MISH: UNARY(ew_mish(x));
-    case FUSED_EW_THRESHOLDED_RELU: UNARY(ew_thresholded_relu(x, a));
-    case FUSED_EW_FLOOR: UNARY(ew_floor(x));
-    case FUSED_EW_CEIL: UNARY(ew_ceil(x));
-    case FUSED_EW_ROUND: UNARY(ew_round(x));
-    case FUSED_EW_SIGN: UNARY(ew_sign(x));
-    case FUSED_EW_SIN: UNARY(ew_sin(x));
-    case FUSED_EW_COS: UNARY(ew_cos(x));
-    case FUSED_EW_GELU: UNARY(ew_gelu_erf(x));
-    case FUSED_EW_GELU_TANH: UNARY(ew_gelu_tanh(x));
-    case FUSED_EW_COUNT: break;
-    }
+    fused_ew_run_step(p->ops[s], p->side[s] != 0, p->alpha[s], p->beta[s], src, dst, m, opd[k],
+                      os[k]);
 }
 
 bool ew_step_is_scalar(int64_t code)
