@@ -11,17 +11,6 @@
 
 #define TOL 1e-5
 
-static const char *const k_paths[] = {"avx512", "avx2", "portable"};
-static const char *const k_suffix[] = {"avx512", "avx2", "generic"};
-
-static bool path_runs(int i)
-{
-    uint64_t f = kiln_cpu_features();
-    if (i == 0) return (f & KILN_CPU_AVX512F) != 0;
-    if (i == 1) return (f & KILN_CPU_AVX2) && (f & KILN_CPU_FMA);
-    return true;
-}
-
 /* The errors seen per family, for the summary line. */
 typedef struct err_log {
     const char *what;
@@ -142,16 +131,16 @@ static void check_case(const kcase *c, uint64_t seed)
     char *saved = getenv("KILN_ISA") ? strdup(getenv("KILN_ISA")) : NULL;
     void *y = malloc(bytes + 1), *y2 = malloc(bytes + 1);
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
-        setenv("KILN_ISA", k_paths[p], 1);
+        if (!tu_isa_runs(p)) continue;
+        setenv("KILN_ISA", tu_isa_env[p], 1);
         kiln_engine *e = case_build(net);
         kiln_layer_info li;
         char want[64];
-        snprintf(want, sizeof want, "%s_%s", c->family, k_suffix[p]);
+        snprintf(want, sizeof want, "%s_%s", c->family, tu_isa_suffix[p]);
         assert_int_equal(kiln_engine_num_layers(e), 1);
         assert_int_equal(kiln_engine_layer_info(e, 0, &li), KILN_OK);
         if (strcmp(li.kernel, want) != 0)
-            fail_msg("%s on %s runs kernel %s, expected %s", c->op, k_paths[p], li.kernel, want);
+            fail_msg("%s on %s runs kernel %s, expected %s", c->op, tu_isa_env[p], li.kernel, want);
         kiln_context *ctx = NULL;
         assert_int_equal(kiln_context_create(e, &ctx), KILN_OK);
         for (int32_t i = 0; i < c->n_in; i++)
@@ -163,19 +152,20 @@ static void check_case(const kcase *c, uint64_t seed)
             double err = count ? tu_rel_l2(y, ref.data, count) : 0.0;
             if (!(err <= TOL))
                 fail_msg("%s on %s (case seed %llu): rel L2 %g against the reference", c->op,
-                         k_paths[p], (unsigned long long)seed, err);
+                         tu_isa_env[p], (unsigned long long)seed, err);
             if (c->log->n < (int)(sizeof c->log->e / sizeof *c->log->e))
                 c->log->e[c->log->n++] = err;
         } else if (memcmp(y, ref.data, bytes) != 0) {
             fail_msg("%s on %s (case seed %llu): bytes differ from the reference", c->op,
-                     k_paths[p], (unsigned long long)seed);
+                     tu_isa_env[p], (unsigned long long)seed);
         }
         if (c->threads > 1) {
             assert_int_equal(kiln_context_set_threads(ctx, c->threads), KILN_OK);
             memset(y2, 0x3f, bytes + 1);
             run_into(ctx, y2);
             if (memcmp(y, y2, bytes) != 0)
-                fail_msg("%s on %s: %d threads change the result", c->op, k_paths[p], c->threads);
+                fail_msg("%s on %s: %d threads change the result", c->op, tu_isa_env[p],
+                         c->threads);
         }
         kiln_context_destroy(ctx);
         kiln_engine_destroy(e);

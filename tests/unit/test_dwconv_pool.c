@@ -14,17 +14,6 @@
 
 #define TOL 1e-5
 
-static const char *const k_paths[] = {"avx512", "avx2", "portable"};
-static const char *const k_suffix[] = {"avx512", "avx2", "generic"};
-
-static bool path_runs(int i)
-{
-    uint64_t f = kiln_cpu_features_hw();
-    if (i == 0) return (f & KILN_CPU_AVX512F) && (f & KILN_CPU_AVX2) && (f & KILN_CPU_FMA);
-    if (i == 1) return (f & KILN_CPU_AVX2) && (f & KILN_CPU_FMA);
-    return true;
-}
-
 /* KILN_ISA as it was, put back by isa_restore. */
 static char *isa_save(void)
 {
@@ -123,10 +112,10 @@ static int check_layer(const layer *L, const char *what, bool exact, bool generi
     int ran = 0;
     char *saved = isa_save();
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
-        setenv("KILN_ISA", k_paths[p], 1);
+        if (!tu_isa_runs(p)) continue;
+        setenv("KILN_ISA", tu_isa_env[p], 1);
         char name[32];
-        snprintf(name, sizeof name, "%s_%s", what, k_suffix[p]);
+        snprintf(name, sizeof name, "%s_%s", what, tu_isa_suffix[p]);
         ir_tensor got;
         if (!run_kernel(L, name, threads, &got)) fail_msg("%s does not take %s", name, L->what);
         assert_true(kiln_dims_equal(&got.shape, &ref.shape));
@@ -364,10 +353,10 @@ static void test_dwconv_activations(void **state)
             assert_true(run_reference(&L, &ref));
             const int64_t n = ir_tensor_count(&ref);
             for (int p = 0; p < 3; p++) {
-                if (!path_runs(p)) continue;
-                setenv("KILN_ISA", k_paths[p], 1);
+                if (!tu_isa_runs(p)) continue;
+                setenv("KILN_ISA", tu_isa_env[p], 1);
                 char name[32];
-                snprintf(name, sizeof name, "dwconv_%s", k_suffix[p]);
+                snprintf(name, sizeof name, "dwconv_%s", tu_isa_suffix[p]);
                 ir_tensor got;
                 assert_true(run_kernel(&L, name, 1, &got));
                 const float *g = got.data, *b = ref.data;
@@ -416,10 +405,10 @@ static void test_dwconv_nonfinite_weights(void **state)
         assert_true(run_reference(&L, &ref));
         const int64_t n = ir_tensor_count(&ref);
         for (int p = 0; p < 3; p++) {
-            if (!path_runs(p)) continue;
-            setenv("KILN_ISA", k_paths[p], 1);
+            if (!tu_isa_runs(p)) continue;
+            setenv("KILN_ISA", tu_isa_env[p], 1);
             char name[32];
-            snprintf(name, sizeof name, "dwconv_%s", k_suffix[p]);
+            snprintf(name, sizeof name, "dwconv_%s", tu_isa_suffix[p]);
             ir_tensor got;
             assert_true(run_kernel(&L, name, 1, &got));
             const float *g = got.data, *b = ref.data;
@@ -446,7 +435,7 @@ static void test_flat_matches_rows(void **state)
 {
     (void)state;
 #if defined(__x86_64__)
-    if (!path_runs(0)) return;
+    if (!tu_isa_runs(0)) return;
     tu_rng r = {16};
     /* side, kernel, stride */
     const int64_t forms[][3] = {{14, 3, 1}, {14, 5, 1}, {7, 3, 1},  {7, 5, 1},
@@ -524,10 +513,10 @@ static void test_dwconv_threads(void **state)
             continue;
         }
         for (int p = 0; p < 3; p++) {
-            if (!path_runs(p)) continue;
-            setenv("KILN_ISA", k_paths[p], 1);
+            if (!tu_isa_runs(p)) continue;
+            setenv("KILN_ISA", tu_isa_env[p], 1);
             char name[32];
-            snprintf(name, sizeof name, "dwconv_%s", k_suffix[p]);
+            snprintf(name, sizeof name, "dwconv_%s", tu_isa_suffix[p]);
             ir_tensor one, two;
             assert_true(run_kernel(&L, name, 1, &one));
             assert_true(run_kernel(&L, name, 3, &two));
@@ -647,10 +636,10 @@ static void test_pool_threads(void **state)
         }
         int64_t n = ir_tensor_count(&ref);
         for (int p = 0; p < 3; p++) {
-            if (!path_runs(p)) continue;
-            setenv("KILN_ISA", k_paths[p], 1);
+            if (!tu_isa_runs(p)) continue;
+            setenv("KILN_ISA", tu_isa_env[p], 1);
             char name[32];
-            snprintf(name, sizeof name, "pool_%s", k_suffix[p]);
+            snprintf(name, sizeof name, "pool_%s", tu_isa_suffix[p]);
             ir_tensor two;
             assert_true(run_kernel(&L, name, 3, &two));
             assert_memory_equal(two.data, ref.data, sizeof(float) * (size_t)n);
@@ -686,10 +675,10 @@ static void test_global_pools(void **state)
         assert_true(run_reference(&L, &ref));
         int64_t n = ir_tensor_count(&ref);
         for (int p = 0; p < 3; p++) {
-            if (!path_runs(p)) continue;
-            setenv("KILN_ISA", k_paths[p], 1);
+            if (!tu_isa_runs(p)) continue;
+            setenv("KILN_ISA", tu_isa_env[p], 1);
             char name[32];
-            snprintf(name, sizeof name, "pool_%s", k_suffix[p]);
+            snprintf(name, sizeof name, "pool_%s", tu_isa_suffix[p]);
             ir_tensor got;
             assert_true(run_kernel(&L, name, t % 5 == 0 ? 2 : 1, &got));
             const float *a = got.data, *b = ref.data;
@@ -769,12 +758,12 @@ static void test_not_taken(void **state)
     tn_output(net, "idx");
     char *saved = isa_save();
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
-        setenv("KILN_ISA", k_paths[p], 1);
+        if (!tu_isa_runs(p)) continue;
+        setenv("KILN_ISA", tu_isa_env[p], 1);
         kiln_engine *e = tn_build(net, NULL);
         kiln_layer_info li;
         char want[32];
-        snprintf(want, sizeof want, "dwconv_%s", k_suffix[p]);
+        snprintf(want, sizeof want, "dwconv_%s", tu_isa_suffix[p]);
         assert_int_equal(kiln_engine_layer_info(e, tn_find_layer(e, "dw"), &li), KILN_OK);
         assert_string_equal(li.op, "kiln.Conv"); /* the Relu fused */
         assert_string_equal(li.kernel, want);
@@ -782,7 +771,7 @@ static void test_not_taken(void **state)
         assert_true(strncmp(li.kernel, "gemm_", 5) == 0);
         assert_int_equal(kiln_engine_layer_info(e, tn_find_layer(e, "mp"), &li), KILN_OK);
         assert_string_equal(li.kernel, "ref");
-        snprintf(want, sizeof want, "pool_%s", k_suffix[p]);
+        snprintf(want, sizeof want, "pool_%s", tu_isa_suffix[p]);
         assert_int_equal(kiln_engine_layer_info(e, tn_find_layer(e, "ap"), &li), KILN_OK);
         assert_string_equal(li.kernel, want);
         assert_int_equal(kiln_engine_layer_info(e, tn_find_layer(e, "gap"), &li), KILN_OK);

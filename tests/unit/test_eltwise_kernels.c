@@ -17,17 +17,6 @@
 /* Vector paths: rel L2 against the reference where a formula is approximated. */
 #define TOL 1e-6
 
-static const char *const k_paths[] = {"avx512", "avx2", "portable"};
-static const char *const k_suffix[] = {"avx512", "avx2", "generic"};
-
-static bool path_runs(int i)
-{
-    uint64_t f = kiln_cpu_features();
-    if (i == 0) return (f & KILN_CPU_AVX512F) != 0;
-    if (i == 1) return (f & KILN_CPU_AVX2) && (f & KILN_CPU_FMA);
-    return true;
-}
-
 static char *g_saved_isa;
 
 static void isa_save(void) { g_saved_isa = getenv("KILN_ISA") ? strdup(getenv("KILN_ISA")) : NULL; }
@@ -161,15 +150,15 @@ static void check_op_tol(const char *what, const char *op, const kiln_attr *attr
     tu_run_op_ok(op, attrs, n_attrs, in, n_in, want, n_out);
     isa_save();
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
-        setenv("KILN_ISA", k_paths[p], 1);
+        if (!tu_isa_runs(p)) continue;
+        setenv("KILN_ISA", tu_isa_env[p], 1);
         char name[64], label[160];
-        snprintf(name, sizeof name, "%s_%s", kind, k_suffix[p]);
+        snprintf(name, sizeof name, "%s_%s", kind, tu_isa_suffix[p]);
         run_opts o = {.threads = 1, .in_place = in_place, .expect = name};
         run_kernel(op, attrs, n_attrs, in, n_in, got, n_out, kind, &o);
         for (int32_t k = 0; k < n_out; k++) {
             assert_true(kiln_dims_equal(&got[k].shape, &want[k].shape));
-            snprintf(label, sizeof label, "%s on %s, output %d", what, k_paths[p], k);
+            snprintf(label, sizeof label, "%s on %s, output %d", what, tu_isa_env[p], k);
             expect_close_skip(label, got[k].data, want[k].data, ir_tensor_count(&want[k]),
                               exact || p == 2 ? 0.0 : tol, p == 2 ? NULL : skip);
             tu_tensor_free(&got[k]);
@@ -830,16 +819,16 @@ static void threads_case(const char *what, const char *op, const kiln_attr *attr
     int64_t n = ir_tensor_count(&want[0]);
     isa_save();
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
-        setenv("KILN_ISA", k_paths[p], 1);
+        if (!tu_isa_runs(p)) continue;
+        setenv("KILN_ISA", tu_isa_env[p], 1);
         char name[64], label[128];
-        snprintf(name, sizeof name, "%s_%s", kind, k_suffix[p]);
+        snprintf(name, sizeof name, "%s_%s", kind, tu_isa_suffix[p]);
         ir_tensor first[1];
         for (int32_t t = 1; t <= 4; t++) {
             run_opts o = {.threads = t, .expect = name};
             ir_tensor got[1];
             run_kernel(op, attrs, n_attrs, in, n_in, got, 1, kind, &o);
-            snprintf(label, sizeof label, "%s on %s, %d threads", what, k_paths[p], t);
+            snprintf(label, sizeof label, "%s on %s, %d threads", what, tu_isa_env[p], t);
             if (t == 1) {
                 expect_close(label, got[0].data, want[0].data, n, exact || p == 2 ? 0.0 : TOL);
                 first[0] = got[0];
@@ -942,8 +931,8 @@ static void test_engine_kernels(void **state)
     float *ref = NULL;
     int64_t count = 2 * 3 * 16 * 16;
     for (int p = 2; p >= 0; p--) {
-        if (!path_runs(p)) continue;
-        setenv("KILN_ISA", k_paths[p], 1);
+        if (!tu_isa_runs(p)) continue;
+        setenv("KILN_ISA", tu_isa_env[p], 1);
         kiln_engine *e = tn_build(net, NULL);
         const char *kinds[][2] = {{"ln", "layernorm"}, {"mask", "eltwise"}, {"softmax", "softmax"}};
         for (int i = 0; i < 3; i++) {
@@ -951,10 +940,10 @@ static void test_engine_kernels(void **state)
             assert_int_equal(kiln_engine_layer_info(e, tn_find_layer(e, kinds[i][0]), &li),
                              KILN_OK);
             char want[64];
-            snprintf(want, sizeof want, "%s_%s", kinds[i][1], k_suffix[p]);
+            snprintf(want, sizeof want, "%s_%s", kinds[i][1], tu_isa_suffix[p]);
             if (strcmp(li.kernel, want) != 0)
-                fail_msg("layer %s on %s runs %s, expected %s", kinds[i][0], k_paths[p], li.kernel,
-                         want);
+                fail_msg("layer %s on %s runs %s, expected %s", kinds[i][0], tu_isa_env[p],
+                         li.kernel, want);
         }
         /* the chain pass made gate and gated one kiln.Elementwise */
         assert_int_equal(tn_count_op(e, "kiln.Elementwise"), 1);
@@ -975,7 +964,7 @@ static void test_engine_kernels(void **state)
                 ref = malloc(a.bytes[i]);
                 memcpy(ref, a.data[i], a.bytes[i]);
             } else {
-                expect_close(k_paths[p], a.data[i], ref, count, TOL);
+                expect_close(tu_isa_env[p], a.data[i], ref, count, TOL);
             }
         }
         tn_io_free(&a);

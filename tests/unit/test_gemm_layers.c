@@ -12,17 +12,7 @@
 
 #define TOL 1e-5
 
-static const char *const k_paths[] = {"avx512", "avx2", "portable"};
 static const char *const k_kernels[] = {"gemm_avx512", "gemm_avx2", "gemm_generic"};
-
-/* Whether the machine runs path i. */
-static bool path_runs(int i)
-{
-    uint64_t f = kiln_cpu_features();
-    if (i == 0) return (f & KILN_CPU_AVX512F) != 0;
-    if (i == 1) return (f & KILN_CPU_AVX2) && (f & KILN_CPU_FMA);
-    return true;
-}
 
 /* A network of one layer `op` over input "x" (and "z" when given a shape) with constant
  * weights "w" (and bias "b" when b_n > 0). */
@@ -64,13 +54,13 @@ static void check_case(const layer_case *c, uint64_t seed)
     float *ref = NULL;
     int64_t count = 0;
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
-        setenv("KILN_ISA", k_paths[p], 1);
+        if (!tu_isa_runs(p)) continue;
+        setenv("KILN_ISA", tu_isa_env[p], 1);
         kiln_engine *e = tn_build(net, NULL);
         kiln_layer_info li;
         assert_int_equal(kiln_engine_layer_info(e, 0, &li), KILN_OK);
         if (strcmp(li.kernel, k_kernels[p]) != 0)
-            fail_msg("%s on %s runs kernel %s", c->op, k_paths[p], li.kernel);
+            fail_msg("%s on %s runs kernel %s", c->op, tu_isa_env[p], li.kernel);
         tn_io got;
         tn_run(e, &got);
         /* The reference: the same inputs through the op's reference kernel. */
@@ -114,7 +104,7 @@ static void check_case(const layer_case *c, uint64_t seed)
             assert_int_equal(got.bytes[i], sizeof(float) * (size_t)count);
             double err = tu_rel_l2(got.data[i], ref, count);
             if (!(err <= TOL))
-                fail_msg("%s on %s: rel L2 %g against the reference", c->op, k_paths[p], err);
+                fail_msg("%s on %s: rel L2 %g against the reference", c->op, tu_isa_env[p], err);
         }
         tn_io_free(&got);
         kiln_engine_destroy(e);

@@ -14,17 +14,8 @@
 /* The bound for Winograd's error (10x the 1e-5 of direct sums); the typical error is printed. */
 #define TOL 1e-4
 
-static const char *const k_paths[] = {"avx512", "avx2", "portable"};
 static const char *const k_kernels[] = {"winograd_f4_avx512", "winograd_f4_avx2",
                                         "winograd_f4_generic"};
-
-static bool path_runs(int i)
-{
-    uint64_t f = kiln_cpu_features();
-    if (i == 0) return (f & KILN_CPU_AVX512F) && (f & KILN_CPU_AVX512VL);
-    if (i == 1) return (f & KILN_CPU_AVX2) && (f & KILN_CPU_FMA);
-    return true;
-}
 
 /* setenv / unsetenv that restore the old value at the end of a test. */
 typedef struct saved_env {
@@ -163,7 +154,7 @@ static void check_case(const conv_case *c, uint64_t seed, int32_t threads)
     tu_run_op_ok(c->fused ? "kiln.Conv" : "Conv", attrs, n_attrs, in, n_in, &ref, 1);
     int64_t count = ir_tensor_count(&ref);
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
+        if (!tu_isa_runs(p)) continue;
         ir_tensor got;
         run_kernel(k_kernels[p], c, in, n_in, threads, &got);
         assert_int_equal(ir_tensor_count(&got), count);
@@ -268,7 +259,7 @@ static void test_threads_same_bytes(void **state)
     ir_tensor in[4];
     int32_t n_in = case_inputs(&c, 3000, in);
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
+        if (!tu_isa_runs(p)) continue;
         ir_tensor one;
         run_kernel(k_kernels[p], &c, in, n_in, 1, &one);
         for (int32_t t = 2; t <= 4; t++) {
@@ -346,8 +337,8 @@ static void test_engine_paths(void **state)
     kiln_dims x = {4, {2, 32, 14, 13}}, w = {4, {24, 32, 3, 3}};
     kiln_network *net = layer_net("Conv", x, w, true, attrs, 1);
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
-        setenv("KILN_ISA", k_paths[p], 1);
+        if (!tu_isa_runs(p)) continue;
+        setenv("KILN_ISA", tu_isa_env[p], 1);
         kiln_engine *e = tn_build(net, NULL);
         assert_string_equal(kernel_of(e), k_kernels[p]);
         check_engine(e, net, x, w, true, attrs, 1);
@@ -476,7 +467,7 @@ static void test_data_checked(void **state)
     const ir_node *n = &g.nodes[id];
     ir_tensor out = {.dtype = KILN_DTYPE_F32, .shape = {4, {1, 17, 8, 8}}};
     for (int p = 0; p < 3; p++) {
-        if (!path_runs(p)) continue;
+        if (!tu_isa_runs(p)) continue;
         const backend_kernel *k = backend_cpu()->find("Conv", k_kernels[p]);
         assert_non_null(k);
         kiln_buf data = {0};
@@ -484,7 +475,7 @@ static void test_data_checked(void **state)
         assert_true(k->data_ok(n, in, 2, &out, 1, data.data, data.len));
         assert_false(k->data_ok(n, in, 2, &out, 1, data.data, data.len - 64));
         int q = p == 2 ? 1 : 2;
-        if (path_runs(q)) {
+        if (tu_isa_runs(q)) {
             kiln_buf od = {0};
             const backend_kernel *other = backend_cpu()->find("Conv", k_kernels[q]);
             assert_int_equal(other->prepare(n, in, 2, &out, 1, &od), KILN_OK);

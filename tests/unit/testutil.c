@@ -201,3 +201,14 @@ void tu_build_cfg_survives_allocation_failures(kiln_network *net, const kiln_con
     }
     assert_true(k < 20000);
 }
+
+const char *const tu_isa_env[TU_ISA_PATHS] = {"avx512", "avx2", "portable"};
+const char *const tu_isa_suffix[TU_ISA_PATHS] = {"avx512", "avx2", "generic"};
+
+bool tu_isa_runs(int i)
+{
+    uint64_t f = kiln_cpu_features();
+    if (i == 0) return (f & KILN_CPU_AVX512F) != 0;
+    if (i == 1) return (f & KILN_CPU_AVX2) && (f & KILN_CPU_FMA);
+    return i == 2;
+}

@@ -72,6 +72,14 @@ void tu_expect_op_error_(const char *op, const kiln_attr *attrs, int32_t n_attrs
                          const ir_tensor *in, int32_t n_in, int32_t n_out, kiln_status want,
                          const char *text, const char *file, int line);
 
+/* The ISA paths the fast-kernel tests sweep, best first: KILN_ISA's value for each
+ * ("avx512", "avx2", "portable") and the suffix of the kernel names it picks ("avx512",
+ * "avx2", "generic"). tu_isa_runs(i): whether this machine runs path i. */
+#define TU_ISA_PATHS 3
+extern const char *const tu_isa_env[TU_ISA_PATHS];
+extern const char *const tu_isa_suffix[TU_ISA_PATHS];
+bool tu_isa_runs(int i);
+
 /* Builds `net` with the N-th allocation failing, for every N until a build succeeds:
  * each failure must report KILN_ERR_OUT_OF_MEMORY (leaks show in the sanitizer build). */
 void tu_build_survives_allocation_failures(kiln_network *net);
